@@ -1,0 +1,117 @@
+"""Survey stage: seed questions, the survey wave in use, and each culture's answers."""
+
+
+import dagster as dg
+import polars as pl
+
+from culture_assets.cultures import culture_partitions, load_registry
+from culture_assets.markdown import markdown_table
+from culture_assets.resources import SurveySourceResource, WarehouseResource
+from culture_assets.store.warehouse import WRITER_POOL
+from culture_assets.survey.answers import read_answer_counts
+from culture_assets.survey.distribution import Pooling, seed_survey_table, unflagged_unanswered
+
+GROUP = "survey"
+CULTURES = culture_partitions()
+
+
+class SeedSurveyConfig(dg.Config):
+    pooling: Pooling = Pooling.EQUAL_COUNTRY
+
+
+@dg.observable_source_asset(
+    group_name=GROUP,
+    description="The WVS survey file(s) in use; its data version is their content hash, so a new wave is a new version.",
+)
+def wvs_wave(survey_source: SurveySourceResource) -> dg.DataVersion:
+    return dg.DataVersion(survey_source.version())
+
+
+@dg.asset(group_name=GROUP, kinds={"python", "parquet"}, description="The 50 WVS Wave 7 seed questions with their parsed answer scales.")
+def wvs_questions(context: dg.AssetExecutionContext, survey_source: SurveySourceResource) -> pl.DataFrame:
+    questions = survey_source.questions()
+    table = pl.DataFrame(
+        {
+            "question_id": [q.id for q in questions],
+            "topic": [q.topic for q in questions],
+            "text": [q.text for q in questions],
+            "codes": [q.valid_codes for q in questions],
+            "labels": [[q.options[c] for c in q.valid_codes] for q in questions],
+        }
+    )
+    topics = table.group_by("topic").len().sort("topic")
+    context.add_output_metadata(
+        {"questions": len(questions), "topics": topics.height, "by_topic": dg.MetadataValue.md(markdown_table(topics))}
+    )
+    return table
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "duckdb", "parquet"},
+    partitions_def=CULTURES,
+    deps=[wvs_questions, wvs_wave],
+    pool=WRITER_POOL,
+    description="A culture's answer to each seed question: weighted distribution over valid codes, mode, n valid, never-asked flag.",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "every_question_answered_or_flagged",
+            asset="seed_survey",
+            blocking=True,
+            description="Each question has a modal answer or is flagged never asked; none is silently dropped.",
+        )
+    ],
+)
+def seed_survey(
+    context: dg.AssetExecutionContext,
+    config: SeedSurveyConfig,
+    survey_source: SurveySourceResource,
+    warehouse: WarehouseResource,
+):
+    culture = load_registry().get(context.partition_key)
+    questions = survey_source.questions()
+    files = survey_source.files()
+    version = survey_source.version()
+    counts = read_answer_counts(files, [q.id for q in questions])
+    table = seed_survey_table(counts, questions, culture, config.pooling, source=str(survey_source.source()))
+
+    long = (
+        table.filter(~pl.col("never_asked"))
+        .select("culture", "question_id", "codes", "distribution", "modal_answer", "n_valid", "never_asked", "pooling")
+        .explode("codes", "distribution")
+        .rename({"codes": "code", "distribution": "share"})
+        .with_columns(pl.lit(version).alias("survey_version"), pl.lit(context.run_id).alias("run_id"))
+    )
+    warehouse.get().replace_rows("survey_distribution", long, {"culture": culture.key})
+
+    never_asked = table.filter(pl.col("never_asked"))["question_id"].to_list()
+    differs = table.filter(~pl.col("never_asked") & (pl.col("modal_answer") != pl.col("reference_label")))
+    context.log.info(
+        f"{culture.display_name}: {table.height - len(never_asked)} questions answered, "
+        f"{len(never_asked)} never asked {never_asked}, mode differs from the reference label on {differs.height}"
+    )
+    summary = table.select(
+        "question_id", "topic", "modal_answer", "mode_tied", "n_valid", "n_missing", "never_asked", "reference_label",
+        pl.col("distribution").list.eval(pl.element().round(3)).alias("distribution"),
+    )
+    yield dg.Output(
+        table,
+        metadata={
+            "culture": culture.display_name,
+            "countries": ", ".join(culture.country_alphas),
+            "pooling": config.pooling.value,
+            "weighted": bool(table["weighted"].any()),
+            "survey_version": version[:12],
+            "questions_answered": table.height - len(never_asked),
+            "never_asked": dg.MetadataValue.json(never_asked),
+            "mode_differs_from_reference_label": differs.height,
+            "answers": dg.MetadataValue.md(markdown_table(summary)),
+        },
+    )
+    missing = unflagged_unanswered(table)
+    yield dg.AssetCheckResult(
+        check_name="every_question_answered_or_flagged",
+        passed=not missing,
+        metadata={"unlabelled_questions": dg.MetadataValue.json(missing), "never_asked": dg.MetadataValue.json(never_asked)},
+        description=None if not missing else f"{culture.display_name}: questions {missing} have no answer and no never-asked flag",
+    )

@@ -1,0 +1,69 @@
+"""`culture-assets`: run the pipeline or open the UI with DAGSTER_HOME under the data home.
+
+    culture-assets run                  # materialize the whole graph (the main job)
+    culture-assets run --select seed_survey --partition arabic
+    culture-assets dev                  # Dagster UI on 127.0.0.1:3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from culture_assets.settings import dagster_home, data_home
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The directory holding workspace.yaml and dagster.yaml (this checkout)."""
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "workspace.yaml").exists() and (candidate / "dagster.yaml").exists():
+            return candidate
+    raise SystemExit(f"culture-assets: no workspace.yaml and dagster.yaml in {here} or above; run it from the project checkout")
+
+
+def prepare_dagster_home(root: Path) -> Path:
+    """Create the data home and DAGSTER_HOME, and put the project's dagster.yaml there."""
+    home = dagster_home(data_home())
+    shutil.copyfile(root / "dagster.yaml", home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def run_pipeline(select: str | None, partitions: Sequence[str] | None) -> None:
+    import dagster as dg
+
+    from culture_assets.definitions import defs
+    from culture_assets.pipeline import materialize_in_stages
+
+    with dg.DagsterInstance.get() as instance:
+        materialize_in_stages(defs, instance, select=select, partitions=partitions)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="culture-assets", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="materialize the asset graph (default: all of it)")
+    run.add_argument("--select", help="Dagster asset selection, e.g. 'seed_survey' or 'training_set*'")
+    run.add_argument("--partition", action="append", help="culture partition(s); default: every culture")
+    dev = commands.add_parser("dev", help="start the Dagster UI (dagster dev -w workspace.yaml)")
+    dev.add_argument("--port", default="3000")
+    args = parser.parse_args(argv)
+
+    root = project_root()
+    home = prepare_dagster_home(root)
+    print(f"data home: {data_home()}  DAGSTER_HOME: {home}", file=sys.stderr)
+    if args.command == "run":
+        run_pipeline(args.select, args.partition)
+    else:
+        os.chdir(root)
+        dagster = shutil.which("dagster") or str(Path(sys.executable).with_name("dagster"))
+        os.execv(dagster, [dagster, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", args.port])
+
+
+if __name__ == "__main__":
+    main()

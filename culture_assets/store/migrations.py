@@ -1,0 +1,77 @@
+"""Versioned schema of the warehouse. Append a migration; never edit an applied one.
+
+Version ranges keep independent stages from colliding: 1-99 foundation, 100-199 augmentation,
+200-299 training, 300-399 evaluation, 400-499 operations.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE survey_distribution (
+        culture VARCHAR NOT NULL,
+        question_id VARCHAR NOT NULL,
+        code BIGINT NOT NULL,
+        share DOUBLE NOT NULL,
+        modal_answer BIGINT,
+        n_valid BIGINT NOT NULL,
+        never_asked BOOLEAN NOT NULL,
+        pooling VARCHAR NOT NULL,
+        survey_version VARCHAR NOT NULL,
+        run_id VARCHAR,
+        written_at TIMESTAMP DEFAULT current_timestamp,
+        PRIMARY KEY (culture, question_id, code)
+    );
+    CREATE TABLE sample_lineage (
+        sample_id VARCHAR PRIMARY KEY,
+        parent_id VARCHAR,
+        question_id VARCHAR NOT NULL,
+        step VARCHAR NOT NULL,
+        text VARCHAR NOT NULL,
+        model VARCHAR,
+        prompt_hash VARCHAR,
+        similarity DOUBLE,
+        accepted BOOLEAN NOT NULL,
+        reason VARCHAR,
+        run_id VARCHAR,
+        written_at TIMESTAMP DEFAULT current_timestamp
+    );
+    CREATE TABLE llm_cache (
+        cache_key VARCHAR PRIMARY KEY,
+        model VARCHAR NOT NULL,
+        request_json VARCHAR NOT NULL,
+        response_json VARCHAR NOT NULL,
+        prompt_tokens BIGINT,
+        completion_tokens BIGINT,
+        written_at TIMESTAMP DEFAULT current_timestamp
+    );
+    CREATE TABLE metrics (
+        run_id VARCHAR,
+        culture VARCHAR,
+        dataset VARCHAR,
+        model VARCHAR NOT NULL,
+        metric VARCHAR NOT NULL,
+        value DOUBLE,
+        ci_low DOUBLE,
+        ci_high DOUBLE,
+        n BIGINT,
+        invalid_rate DOUBLE,
+        config_hash VARCHAR,
+        written_at TIMESTAMP DEFAULT current_timestamp
+    );
+    CREATE TABLE model_registry (
+        model_key VARCHAR PRIMARY KEY,
+        culture VARCHAR,
+        variant VARCHAR,
+        trainer VARCHAR NOT NULL,
+        base_model VARCHAR NOT NULL,
+        artifact VARCHAR NOT NULL,
+        artifact_hash VARCHAR,
+        training_set_version VARCHAR,
+        hyperparameters_json VARCHAR,
+        sample_ids_json VARCHAR,
+        run_id VARCHAR,
+        written_at TIMESTAMP DEFAULT current_timestamp
+    );
+    """,
+}

@@ -1,0 +1,130 @@
+"""One DuckDB file under the data home, opened briefly for each read or write.
+
+DuckDB lets one process write a file at a time; a second writer fails at open with a lock
+error. Every writing asset sits in the `duckdb_writer` Dagster pool (limit 1), and as a second
+line of defence `connect()` waits for the lock with backoff and, past its timeout, raises
+WarehouseLockedError naming the file and what to do, rather than corrupting anything.
+Writes run in one transaction: a failure rolls back and leaves the previous rows intact.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import duckdb
+import polars as pl
+
+from culture_assets.store.migrations import MIGRATIONS
+
+WRITER_POOL = "duckdb_writer"
+_LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "lock on file")
+
+
+class WarehouseLockedError(RuntimeError):
+    """Another process held the warehouse file for longer than the configured wait."""
+
+
+def _is_lock_error(exc: BaseException) -> bool:
+    return any(marker in str(exc) for marker in _LOCK_MARKERS)
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    path: Path
+    lock_timeout_s: float = 120.0
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived connection; waits (with jittered backoff) while another process holds the file."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.lock_timeout_s
+        delay = 0.05
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=read_only and self.path.exists())
+                break
+            except duckdb.Error as exc:
+                if not _is_lock_error(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise WarehouseLockedError(
+                        f"{self.path}: another process has held the DuckDB warehouse for over "
+                        f"{self.lock_timeout_s:.0f}s ({exc}). Wait for it to finish, or stop it; run "
+                        f"writing assets in the '{WRITER_POOL}' pool so they take turns."
+                    ) from exc
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 2.0)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A write transaction on a migrated schema; rolled back on any exception."""
+        with self.connect() as con:
+            self._migrate(con)
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    def migrate(self) -> int:
+        with self.connect() as con:
+            return self._migrate(con)
+
+    @staticmethod
+    def _migrate(con: duckdb.DuckDBPyConnection) -> int:
+        con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TIMESTAMP DEFAULT current_timestamp)")
+        applied = {row[0] for row in con.execute("SELECT version FROM schema_version").fetchall()}
+        for version in sorted(set(MIGRATIONS) - applied):
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.execute(MIGRATIONS[version])
+                con.execute("INSERT INTO schema_version (version) VALUES (?)", [version])
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return max(MIGRATIONS)
+
+    def schema_version(self) -> int:
+        with self.connect(read_only=True) as con:
+            return int(con.execute("SELECT max(version) FROM schema_version").fetchone()[0])
+
+    def replace_rows(self, table: str, rows: pl.DataFrame, where: dict[str, object]) -> int:
+        """Atomically replace the rows matching `where` (e.g. one culture's partition) with `rows`."""
+        clause = " AND ".join(f"{column} = ?" for column in where) or "TRUE"
+        with self.transaction() as con:
+            con.execute(f"DELETE FROM {table} WHERE {clause}", list(where.values()))
+            if rows.height:
+                con.register("incoming", rows.to_arrow())
+                columns = ", ".join(rows.columns)
+                con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM incoming")
+                con.unregister("incoming")
+        return rows.height
+
+    def upsert_rows(self, table: str, rows: pl.DataFrame) -> int:
+        """Insert rows, replacing those with the same primary key."""
+        if rows.height == 0:
+            return 0
+        with self.transaction() as con:
+            con.register("incoming", rows.to_arrow())
+            columns = ", ".join(rows.columns)
+            con.execute(f"INSERT OR REPLACE INTO {table} ({columns}) SELECT {columns} FROM incoming")
+            con.unregister("incoming")
+        return rows.height
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> pl.DataFrame:
+        if not self.path.exists():
+            self.migrate()
+        with self.connect(read_only=True) as con:
+            return con.execute(sql, list(params)).pl()

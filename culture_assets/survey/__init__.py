@@ -1,0 +1,1 @@
+"""World Values Survey: seed questions, survey loading, answer distributions."""

@@ -1,0 +1,68 @@
+"""Shared fixtures: an isolated data home, the reference data (optional), a tiny model, a fake OpenAI server."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from culture_assets_tests.fake_openai import FakeOpenAI
+
+REFERENCE_ENV = "CULTURELLM_REFERENCE_DATA"
+DEFAULT_REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "culturellm"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow") or "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh CULTURE_ASSETS_HOME (and DAGSTER_HOME inside it) for one test."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("CULTURE_ASSETS_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster_home"))
+    (home / "dagster_home").mkdir()
+    return home
+
+
+@pytest.fixture(scope="session")
+def reference_data() -> Path:
+    """The CultureLLM reference copy, or skip (the project never needs it at run time)."""
+    path = Path(os.environ.get(REFERENCE_ENV, DEFAULT_REFERENCE)).resolve()
+    if not (path / "WVQ.jsonl").exists():
+        pytest.skip(f"reference data not found at {path} (set {REFERENCE_ENV})")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama-style chat model with a byte-level tokenizer trained here (built once)."""
+    from culture_assets.survey.questions import load_questions
+    from culture_assets.tiny_model import build_tiny_chat_model
+
+    corpus = [q.text + " " + q.option_text() for q in load_questions()]
+    corpus += ["Answer with one option number.", "offensive not offensive hate speech spam normal OFF NOT yes no"]
+    return build_tiny_chat_model(tmp_path_factory.mktemp("models") / "tiny-chat", corpus * 4)
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAI]:
+    """A fake OpenAI-compatible server on 127.0.0.1, stopped after the test."""
+    server = FakeOpenAI().start()
+    try:
+        yield server
+    finally:
+        server.stop()
