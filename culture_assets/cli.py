@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from culture_assets.settings import dagster_home, data_home
+from culture_assets.settings import atomic_write_text, dagster_home, data_home
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -29,7 +29,8 @@ def project_root(start: Path | None = None) -> Path:
 def prepare_dagster_home(root: Path) -> Path:
     """Create the data home and DAGSTER_HOME, and put the project's dagster.yaml there."""
     home = dagster_home(data_home())
-    shutil.copyfile(root / "dagster.yaml", home / "dagster.yaml")
+    # atomic: parallel invocations must never read a half-copied instance config
+    atomic_write_text(home / "dagster.yaml", (root / "dagster.yaml").read_text(encoding="utf-8"))
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 

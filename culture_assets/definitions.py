@@ -13,7 +13,6 @@ ALL_ASSETS = dg.load_assets_from_modules([survey])
 seed_survey_job = dg.define_asset_job(
     "seed_survey_job",
     selection=dg.AssetSelection.assets("seed_survey"),
-    partitions_def=survey.CULTURES,
     description="Each culture's answer distributions from the survey wave in use.",
 )
 

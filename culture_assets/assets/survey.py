@@ -80,7 +80,7 @@ def seed_survey(
         .select("culture", "question_id", "codes", "distribution", "modal_answer", "n_valid", "never_asked", "pooling")
         .explode("codes", "distribution")
         .rename({"codes": "code", "distribution": "share"})
-        .with_columns(pl.lit(version).alias("survey_version"), pl.lit(context.run_id).alias("run_id"))
+        .with_columns(pl.lit(version).alias("survey_version"), pl.lit(context.run.run_id).alias("run_id"))
     )
     warehouse.get().replace_rows("survey_distribution", long, {"culture": culture.key})
 
