@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import shutil
 import sys
@@ -32,7 +33,23 @@ def prepare_dagster_home(root: Path) -> Path:
     # atomic: parallel invocations must never read a half-copied instance config
     atomic_write_text(home / "dagster.yaml", (root / "dagster.yaml").read_text(encoding="utf-8"))
     os.environ["DAGSTER_HOME"] = str(home)
+    _create_instance_storage(home)
     return home
+
+
+def _create_instance_storage(home: Path) -> None:
+    """Create the SQLite run/event storage once, under a file lock.
+
+    Two processes creating a fresh DAGSTER_HOME at the same moment race on CREATE TABLE
+    ("table secondary_indexes already exists"); after creation SQLite handles concurrent runs.
+    """
+    import dagster as dg
+
+    with (home / ".init.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with dg.DagsterInstance.get() as instance:
+            instance.get_runs(limit=1)
+            instance.fetch_materializations(dg.AssetKey("seed_survey"), limit=1)
 
 
 def run_pipeline(select: str | None, partitions: Sequence[str] | None) -> None:

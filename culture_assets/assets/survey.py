@@ -21,6 +21,7 @@ class SeedSurveyConfig(dg.Config):
 
 @dg.observable_source_asset(
     group_name=GROUP,
+    tags={"dagster/kind/csv": ""},
     description="The WVS survey file(s) in use; its data version is their content hash, so a new wave is a new version.",
 )
 def wvs_wave(survey_source: SurveySourceResource) -> dg.DataVersion:
