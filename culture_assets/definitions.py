@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from culture_assets import automation
 from culture_assets.assets import survey
 from culture_assets.io_manager import ArtifactIOManager
 from culture_assets.resources import SurveySourceResource, WarehouseResource
@@ -19,7 +20,9 @@ seed_survey_job = dg.define_asset_job(
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,
-    jobs=[seed_survey_job],
+    jobs=[seed_survey_job, automation.survey_recheck_job],
+    sensors=[automation.wvs_wave_sensor],
+    schedules=[automation.wvs_wave_weekly_recheck],
     resources={
         "io_manager": ArtifactIOManager(),
         "warehouse": WarehouseResource(),
