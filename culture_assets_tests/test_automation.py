@@ -5,37 +5,16 @@ from importlib import resources
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.definitions.reconstruct import ReconstructableRepository
 import polars as pl
 import pytest
+from dagster._core.definitions.reconstruct import ReconstructableRepository
 
 from culture_assets.assets import survey
 from culture_assets.automation import CULTURES_TAG, DEFAULT_RECHECK_CRON, RECHECK_CRON_ENV, WaveCursor, recheck_cron
 from culture_assets.definitions import defs as project_defs
 from culture_assets.resources import SURVEY_ENV
 from culture_assets.survey.answers import PACKAGED_COUNTS
-
-
-# Stand-ins for the later stages, so the test sees the shape of the full graph: one culture-partitioned
-# asset reading the answers, one unpartitioned asset over all cultures, and one that reads only the questions
-# (like augmented_questions), which a new wave must leave alone.
-@dg.asset(partitions_def=survey.CULTURES, deps=["seed_survey"])
-def answers_downstream(context: dg.AssetExecutionContext) -> None:
-    context.log.info(f"built from {context.partition_key}'s answers")
-
-
-@dg.asset(deps=[answers_downstream])
-def all_cultures_downstream() -> None:
-    pass
-
-
-@dg.asset(deps=["wvs_questions"])
-def questions_downstream() -> None:
-    pass
-
-
-STAND_INS = [answers_downstream, all_cultures_downstream, questions_downstream]
-DEFS = dg.Definitions.merge(project_defs, dg.Definitions(assets=STAND_INS))
+from culture_assets_tests.graph_stand_ins import DEFS, STAND_INS
 
 
 @pytest.fixture
@@ -149,7 +128,7 @@ def test_corrupt_survey_is_reported_and_launches_nothing(defs_and_instance, surv
 def test_weekly_recheck_submits_the_same_backfill(defs_and_instance, survey_file: Path) -> None:
     defs, instance = defs_and_instance
     # As the schedule launches it: the job reconstructed from its code location, which knows the whole graph.
-    job = ReconstructableRepository.for_module(__name__, "DEFS").get_reconstructable_job("survey_recheck_job")
+    job = ReconstructableRepository.for_module("culture_assets_tests.graph_stand_ins", "DEFS").get_reconstructable_job("survey_recheck_job")
     change_country(survey_file, "IRQ")  # Arabic was never materialized: missing, not stale
     with dg.execute_job(job, instance) as result:
         assert result.success
