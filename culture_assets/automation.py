@@ -26,7 +26,7 @@ import dagster as dg
 from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
 from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
 from dagster._core.definitions.events import AssetKeyPartitionKey
-from dagster._core.execution.backfill import PartitionBackfill
+from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
 from dagster._core.utils import make_new_backfill_id
 from dagster._time import get_current_timestamp
 
@@ -121,6 +121,18 @@ def plan_survey_refresh(
     return RefreshPlan(version, tuple(stale), stale_targets(instance, asset_graph, stale))
 
 
+def refresh_in_flight(instance: dg.DagsterInstance) -> str | None:
+    """The id of a survey-refresh backfill still running, if any: planning again now would duplicate its work."""
+    for backfill in instance.get_backfills(status=BulkActionStatus.REQUESTED):
+        if TRIGGER_TAG in backfill.tags:
+            return backfill.backfill_id
+    return None
+
+
+def in_flight_reason(backfill_id: str) -> str:
+    return f"survey refresh backfill {backfill_id} is still running; the survey is checked again once it is done"
+
+
 @dataclass(frozen=True)
 class WaveCursor:
     """The sensor's memory: the last survey version it acted on, and why it was rejected if it was."""
@@ -157,6 +169,10 @@ def wvs_wave_sensor(context: dg.SensorEvaluationContext, survey_source: SurveySo
     if version == cursor.version:
         reason = cursor.rejected or f"survey version {version[:12]} unchanged"
         return dg.SensorResult(skip_reason=dg.SkipReason(reason))
+    # The cursor stays put, so the new version is planned against what the running refresh materializes.
+    running = refresh_in_flight(context.instance)
+    if running:
+        return dg.SensorResult(skip_reason=dg.SkipReason(in_flight_reason(running)))
     try:
         plan = plan_survey_refresh(context.instance, context.repository_def.asset_graph, survey_source)
     except InputError as exc:
@@ -173,6 +189,10 @@ def wvs_wave_sensor(context: dg.SensorEvaluationContext, survey_source: SurveySo
 
 @dg.op(description="Re-read the configured survey and submit a backfill of whatever its answers make stale.")
 def request_survey_refresh(context: dg.OpExecutionContext, survey_source: SurveySourceResource) -> None:
+    running = refresh_in_flight(context.instance)
+    if running:
+        context.log.info(in_flight_reason(running))
+        return
     asset_graph = context.repository_def.asset_graph
     plan = plan_survey_refresh(context.instance, asset_graph, survey_source)
     context.log.info(plan.describe())

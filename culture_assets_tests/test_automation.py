@@ -146,6 +146,13 @@ def test_weekly_recheck_submits_the_same_backfill(defs_and_instance, survey_file
     }
     assert backfill.tags[CULTURES_TAG] == "german"
 
+    # While that refresh runs, neither the sensor nor the next re-check plans the same work again.
+    busy = tick(defs, instance, None)
+    assert busy.run_requests == [] and backfill.backfill_id in busy.skip_message
+    with dg.execute_job(job, instance) as result:
+        assert result.success
+    assert len(instance.get_backfills()) == 1
+
 
 def test_schedule_cron_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert recheck_cron() == DEFAULT_RECHECK_CRON
