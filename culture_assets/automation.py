@@ -3,10 +3,10 @@
 What is stale after a new survey version is decided per culture, from the graph and the instance:
 a culture is stale when the answers of its countries (`answers_fingerprint`) differ from those recorded
 on its latest `seed_survey` materialization. The refresh then covers, for each stale culture, every
-materialized partition of `seed_survey` and of the culture-partitioned assets downstream of it, plus the
-materialized unpartitioned assets downstream of it (CultureLLM-One, the report). Everything is selected
-from the asset graph (`seed_survey` and its downstream), so stages added later are picked up with no
-change here; assets that do not read the answers (the questions, their augmentation, evaluation data)
+materialized partition of `seed_survey` and everything derived from it through the graph's partition
+mappings: the culture's own downstream partitions, the unpartitioned assets over all cultures (CultureLLM-One,
+the report), and what depends on those (every culture's scores of a retrained CultureLLM-One). Everything is
+selected from the asset graph, so stages added later are picked up with no change here; assets that do not read the answers (the questions, their augmentation, evaluation data)
 are not downstream of `seed_survey` and are never re-run. Partitions that were never materialized are
 missing, not stale: a new wave does not start work nobody asked for.
 
@@ -85,22 +85,29 @@ def recorded_fingerprint(instance: dg.DagsterInstance, partition: str) -> str | 
 def stale_targets(
     instance: dg.DagsterInstance, asset_graph: BaseAssetGraph, stale_cultures: Iterable[str]
 ) -> tuple[AssetKeyPartitionKey, ...]:
-    """Materialized asset partitions downstream of seed_survey (inclusive) that derive from the stale cultures."""
-    cultures = set(stale_cultures)
-    if not cultures:
-        return ()
-    targets: list[AssetKeyPartitionKey] = []
-    for key in sorted(SURVEY_DOWNSTREAM.resolve(asset_graph), key=lambda k: k.to_user_string()):
-        node = asset_graph.get(key)
-        if not node.is_materializable:
-            continue
-        if node.partitions_def is None:
-            if instance.get_latest_materialization_event(key) is not None:
-                targets.append(AssetKeyPartitionKey(key, None))
-            continue
-        materialized = instance.get_materialized_partitions(key)
-        targets += [AssetKeyPartitionKey(key, culture) for culture in sorted(cultures & materialized)]
-    return tuple(targets)
+    """Materialized asset partitions that derive from the stale cultures' seed_survey partitions.
+
+    Follows the graph's partition mappings: a culture's own downstream partitions, the all-culture assets, and
+    whatever depends on those (e.g. every culture's scores of a retrained CultureLLM-One).
+    """
+    frontier = [AssetKeyPartitionKey(SEED_SURVEY, culture) for culture in sorted(set(stale_cultures))]
+    reached = set(frontier)
+    while frontier:
+        current = frontier.pop()
+        for child in asset_graph.get_children_partitions(current.asset_key, current.partition_key):
+            if child not in reached:
+                reached.add(child)
+                frontier.append(child)
+    materialized: dict[dg.AssetKey, set[str | None]] = {}
+    for key in {target.asset_key for target in reached}:
+        if not asset_graph.get(key).is_materializable:
+            materialized[key] = set()
+        elif asset_graph.get(key).partitions_def is None:
+            materialized[key] = {None} if instance.get_latest_materialization_event(key) is not None else set()
+        else:
+            materialized[key] = set(instance.get_materialized_partitions(key))
+    targets = [target for target in reached if target.partition_key in materialized[target.asset_key]]
+    return tuple(sorted(targets, key=lambda t: (t.asset_key.to_user_string(), t.partition_key or "")))
 
 
 def plan_survey_refresh(

@@ -46,6 +46,8 @@ def defs_and_instance(survey_file: Path):
             assets, selection=["wvs_questions", "all_cultures_downstream", "questions_downstream"], instance=instance, resources=resources_
         )
         assert result.success
+        for culture in ("english", "german"):
+            assert dg.materialize(assets, selection=["scores_downstream"], partition_key=culture, instance=instance, resources=resources_).success
         yield defs, instance
 
 
@@ -89,6 +91,8 @@ def test_new_wave_triggers_exactly_the_stale_assets(defs_and_instance, survey_fi
         "seed_survey": {"german"},
         "answers_downstream": {"german"},
         "all_cultures_downstream": {None},
+        # every culture's scores depend on the all-culture model retrained from German's new answers
+        "scores_downstream": {"english", "german"},
     }
     assert changed.run_requests[0].tags[CULTURES_TAG] == "german"
     assert WaveCursor.parse(changed.cursor).version != WaveCursor.parse(first.cursor).version
@@ -143,6 +147,8 @@ def test_weekly_recheck_submits_the_same_backfill(defs_and_instance, survey_file
         ("seed_survey", "german"),
         ("answers_downstream", "german"),
         ("all_cultures_downstream", None),
+        ("scores_downstream", "english"),
+        ("scores_downstream", "german"),
     }
     assert backfill.tags[CULTURES_TAG] == "german"
 

@@ -32,7 +32,7 @@ def test_one_culture_backfill_leaves_all_culture_assets_stale(data_home) -> None
             for event in result.get_asset_materialization_events()
             for event in [event.event_specific_data.materialization]
         }
-        assert touched == {("seed_survey", "german"), ("answers_downstream", "german")}
+        assert touched == {("seed_survey", "german"), ("answers_downstream", "german"), ("scores_downstream", "german")}
         assert instance.get_latest_materialization_event(dg.AssetKey("all_cultures_downstream")).timestamp == before
         resolver = get_stale_status_resolver(instance, list(DEFS.assets))
         assert resolver.get_status(dg.AssetKey("all_cultures_downstream")) == StaleStatus.STALE
