@@ -6,9 +6,10 @@ on its latest `seed_survey` materialization. The refresh then covers, for each s
 materialized partition of `seed_survey` and everything derived from it through the graph's partition
 mappings: the culture's own downstream partitions, the unpartitioned assets over all cultures (CultureLLM-One,
 the report), and what depends on those (every culture's scores of a retrained CultureLLM-One). Everything is
-selected from the asset graph, so stages added later are picked up with no change here; assets that do not read the answers (the questions, their augmentation, evaluation data)
-are not downstream of `seed_survey` and are never re-run. Partitions that were never materialized are
-missing, not stale: a new wave does not start work nobody asked for.
+selected from the asset graph, so stages added later are picked up with no change here; assets that do not
+read the answers (the questions, their augmentation, evaluation data) are not downstream of `seed_survey`
+and are never re-run. Partitions that were never materialized are missing, not stale: a new wave does not
+start work nobody asked for.
 
 The refresh is submitted as one asset backfill, so Dagster orders it: each culture's chain runs as soon
 as its parents are done, the unpartitioned assets after all of their cultures. Per-culture assets use
