@@ -2,6 +2,7 @@
 
     culture-assets run                  # materialize the whole graph (the main job)
     culture-assets run --select seed_survey --partition arabic
+    culture-assets run --select 'seed_survey*' --partition german --cultures-only   # backfill one culture
     culture-assets dev                  # Dagster UI on 127.0.0.1:3000
 """
 
@@ -52,14 +53,14 @@ def _create_instance_storage(home: Path) -> None:
             instance.fetch_materializations(dg.AssetKey("seed_survey"), limit=1)
 
 
-def run_pipeline(select: str | None, partitions: Sequence[str] | None) -> None:
+def run_pipeline(select: str | None, partitions: Sequence[str] | None, cultures_only: bool = False) -> None:
     import dagster as dg
 
     from culture_assets.definitions import defs
     from culture_assets.pipeline import materialize_in_stages
 
     with dg.DagsterInstance.get() as instance:
-        materialize_in_stages(defs, instance, select=select, partitions=partitions)
+        materialize_in_stages(defs, instance, select=select, partitions=partitions, partitioned_only=cultures_only)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -68,6 +69,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     run = commands.add_parser("run", help="materialize the asset graph (default: all of it)")
     run.add_argument("--select", help="Dagster asset selection, e.g. 'seed_survey' or 'training_set*'")
     run.add_argument("--partition", action="append", help="culture partition(s); default: every culture")
+    run.add_argument(
+        "--cultures-only",
+        action="store_true",
+        help="only the culture-partitioned assets of the selection; all-culture assets (CultureLLM-One, the report) stay stale",
+    )
     dev = commands.add_parser("dev", help="start the Dagster UI (dagster dev -w workspace.yaml)")
     dev.add_argument("--port", default="3000")
     args = parser.parse_args(argv)
@@ -76,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     home = prepare_dagster_home(root)
     print(f"data home: {data_home()}  DAGSTER_HOME: {home}", file=sys.stderr)
     if args.command == "run":
-        run_pipeline(args.select, args.partition)
+        run_pipeline(args.select, args.partition, args.cultures_only)
     else:
         os.chdir(root)
         dagster = shutil.which("dagster") or str(Path(sys.executable).with_name("dagster"))

@@ -136,5 +136,10 @@ def load_registry(path: Path | None = None) -> CultureRegistry:
     return _load(str(chosen) if chosen else None)
 
 
+# How a backfill over several cultures runs a culture-partitioned asset: one run per culture, so cultures
+# run in parallel (one pod each on Kubernetes) and fail, retry and resume independently. See docs/operations.md.
+CULTURE_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
+
+
 def culture_partitions(registry: CultureRegistry | None = None) -> dg.StaticPartitionsDefinition:
     return dg.StaticPartitionsDefinition((registry or load_registry()).keys)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from culture_assets import automation, deploy
 from culture_assets.assets import survey
 from culture_assets.io_manager import ArtifactIOManager
 from culture_assets.resources import SurveySourceResource, WarehouseResource
@@ -18,7 +19,10 @@ seed_survey_job = dg.define_asset_job(
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,
-    jobs=[seed_survey_job],
+    jobs=[seed_survey_job, automation.survey_recheck_job],
+    executor=deploy.executor_from_env(),
+    sensors=[automation.wvs_wave_sensor],
+    schedules=[automation.wvs_wave_weekly_recheck],
     resources={
         "io_manager": ArtifactIOManager(),
         "warehouse": WarehouseResource(),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 
 class InputError(ValueError):
     """Bad user input. The message names the file, the row or entry, the field, and what was expected."""
@@ -14,3 +17,21 @@ class InputError(ValueError):
             where.append(f"field {field!r}")
         self.source, self.row, self.field, self.problem = source, row, field, problem
         super().__init__(f"{', '.join(where)}: {problem}")
+
+    def about(self, subject: str) -> "InputError":
+        """The same error with `subject` (e.g. "culture 'arabic'") named in the problem, unless it already is."""
+        if subject in str(self):
+            return self
+        return InputError(self.source, f"{subject}: {self.problem}", row=self.row, field=self.field)
+
+
+@contextmanager
+def naming(subject: str) -> Iterator[None]:
+    """Re-raise an InputError from the block with `subject` (what was being built, e.g. a culture) named in it."""
+    try:
+        yield
+    except InputError as exc:
+        named = exc.about(subject)
+        if named is exc:
+            raise
+        raise named from exc

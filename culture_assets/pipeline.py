@@ -14,8 +14,13 @@ import dagster as dg
 log = logging.getLogger(__name__)
 
 
-def plan_stages(defs: dg.Definitions, select: str | None) -> list[tuple[bool, list[dg.AssetKey]]]:
-    """[(partitioned, asset keys)] in topological order for the selected materializable assets."""
+def plan_stages(
+    defs: dg.Definitions, select: str | None, partitioned_only: bool = False
+) -> list[tuple[bool, list[dg.AssetKey]]]:
+    """[(partitioned, asset keys)] in topological order for the selected materializable assets.
+
+    `partitioned_only` leaves out the unpartitioned (all-culture) assets: a one-culture backfill.
+    """
     graph = defs.resolve_asset_graph()
     selection = dg.AssetSelection.from_string(select) if select else dg.AssetSelection.all()
     chosen = selection.resolve(graph)
@@ -25,6 +30,8 @@ def plan_stages(defs: dg.Definitions, select: str | None) -> list[tuple[bool, li
             if key not in chosen or not graph.get(key).is_materializable:
                 continue
             partitioned = graph.get(key).partitions_def is not None
+            if partitioned_only and not partitioned:
+                continue
             if stages and stages[-1][0] == partitioned:
                 stages[-1][1].append(key)
             else:
@@ -33,13 +40,17 @@ def plan_stages(defs: dg.Definitions, select: str | None) -> list[tuple[bool, li
 
 
 def materialize_in_stages(
-    defs: dg.Definitions, instance: dg.DagsterInstance, select: str | None = None, partitions: Sequence[str] | None = None
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    select: str | None = None,
+    partitions: Sequence[str] | None = None,
+    partitioned_only: bool = False,
 ) -> list[dg.ExecuteInProcessResult]:
     graph = defs.resolve_asset_graph()
     assets = list(defs.assets or [])
     resources = dict(defs.resources or {})
     results = []
-    for partitioned, keys in plan_stages(defs, select):
+    for partitioned, keys in plan_stages(defs, select, partitioned_only):
         keys_for_run = [dg.AssetSelection.assets(*keys)]
         if not partitioned:
             log.info("materializing %s", [k.to_user_string() for k in keys])

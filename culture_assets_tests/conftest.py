@@ -66,3 +66,17 @@ def fake_openai() -> Iterator[FakeOpenAI]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator["DagsterDev"]:
+    """A running `dagster dev -w workspace.yaml` on a free 127.0.0.1 port with fresh homes; stopped by process group."""
+    from culture_assets_tests.dagster_dev import DagsterDev, free_port
+
+    server = DagsterDev(root=Path(__file__).resolve().parents[1], workdir=tmp_path_factory.mktemp("dagster_dev"), port=free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        leftovers = server.stop()
+        assert not leftovers, f"dagster dev left processes running: {leftovers}"

@@ -4,14 +4,17 @@
 import dagster as dg
 import polars as pl
 
-from culture_assets.cultures import culture_partitions, load_registry
+from culture_assets.cultures import CULTURE_BACKFILL_POLICY, culture_partitions, load_registry
+from culture_assets.errors import naming
 from culture_assets.markdown import markdown_table
 from culture_assets.resources import SurveySourceResource, WarehouseResource
 from culture_assets.store.warehouse import WRITER_POOL
-from culture_assets.survey.answers import read_answer_counts
+from culture_assets.survey.answers import answers_fingerprint, read_answer_counts
 from culture_assets.survey.distribution import Pooling, seed_survey_table, unflagged_unanswered
 
 GROUP = "survey"
+# Metadata key of seed_survey's per-culture answers version; the WVS-wave sensor compares against it.
+FINGERPRINT_METADATA = "survey_fingerprint"
 CULTURES = culture_partitions()
 
 
@@ -51,6 +54,7 @@ def wvs_questions(context: dg.AssetExecutionContext, survey_source: SurveySource
     group_name=GROUP,
     kinds={"python", "duckdb", "parquet"},
     partitions_def=CULTURES,
+    backfill_policy=CULTURE_BACKFILL_POLICY,
     deps=[wvs_questions, wvs_wave],
     pool=WRITER_POOL,
     description="A culture's answer to each seed question: weighted distribution over valid codes, mode, n valid, never-asked flag.",
@@ -71,10 +75,12 @@ def seed_survey(
 ):
     culture = load_registry().get(context.partition_key)
     questions = survey_source.questions()
-    files = survey_source.files()
-    version = survey_source.version()
-    counts = read_answer_counts(files, [q.id for q in questions])
-    table = seed_survey_table(counts, questions, culture, config.pooling, source=str(survey_source.source()))
+    with naming(f"culture {culture.key!r}"):
+        files = survey_source.files()
+        version = survey_source.version()
+        counts = read_answer_counts(files, [q.id for q in questions])
+        table = seed_survey_table(counts, questions, culture, config.pooling, source=str(survey_source.source()))
+    fingerprint = answers_fingerprint(counts, culture.country_alphas)
 
     long = (
         table.filter(~pl.col("never_asked"))
@@ -98,6 +104,7 @@ def seed_survey(
     yield dg.Output(
         table,
         metadata={
+            FINGERPRINT_METADATA: fingerprint,
             "culture": culture.display_name,
             "countries": ", ".join(culture.country_alphas),
             "pooling": config.pooling.value,

@@ -149,6 +149,17 @@ def content_hash(files: Iterable[Path]) -> str:
     return digest.hexdigest()
 
 
+def answers_fingerprint(counts: pl.DataFrame, country_alphas: Sequence[str]) -> str:
+    """A version of one culture's answers: sha256 of its countries' count rows in a canonical order.
+
+    It changes when a new wave or a corrected release changes these countries' answers, and only then,
+    so cultures whose countries are untouched need no re-run.
+    """
+    rows = counts.filter(pl.col("country_alpha").is_in(list(country_alphas))).select(COUNT_COLUMNS)
+    canonical = rows.sort("country_alpha", "question_id", "code").write_csv()
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def write_counts_csv(counts: pl.DataFrame, target: Path) -> None:
     with atomic_path(target) as tmp:
         counts.select(COUNT_COLUMNS).sort("country_alpha", "question_id", "code").write_csv(tmp)
