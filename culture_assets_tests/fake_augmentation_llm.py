@@ -43,12 +43,31 @@ def _count(pattern: str, text: str, default: int) -> int:
     return int(found.group(1)) if found else default
 
 
+FRAMES = [
+    "{lead}: {body}", "Do you agree that {body}?", "Would you say that {body}?", "{Body}. Do you agree?",
+    "How do you feel about this statement: {body}", "Some people say that {body}. What do you think?",
+    "Is it true that {body}?", "{Body}, would you agree?", "To what extent do you agree that {body}?",
+    "Please rate this statement: {body}", "{Body}. Is that your view?", "Would you agree that {body}?",
+]
+
+
 def _reworded(seed: str, i: int) -> str:
-    """The i-th light rewording: a different lead-in, and for odd i synonyms swapped in."""
-    body = seed[0].lower() + seed[1:] if seed[:2] != seed[:2].upper() else seed
+    """The i-th light rewording: a different frame around the statement, and for odd i up to two
+    words swapped for synonyms."""
+    body = seed.rstrip("?.!")
+    body = body[0].lower() + body[1:] if body[:2] != body[:2].upper() else body
     if i % 2:
-        body = " ".join(SYNONYMS[w.lower()][i % len(SYNONYMS[w.lower()])] if w.lower() in SYNONYMS else w for w in body.split(" "))
-    return f"{PREFIXES[i % len(PREFIXES)]}: {body}"
+        words, swapped = body.split(" "), 0
+        for k, w in enumerate(words):
+            if w.lower() in SYNONYMS and swapped < 2:
+                words[k] = SYNONYMS[w.lower()][i % len(SYNONYMS[w.lower()])]
+                swapped += 1
+        body = " ".join(words)
+    if ": " in body and i % 3 == 2:  # "stem: item" questions: put the item first
+        stem, item = body.split(": ", 1)
+        return f"{item[0].upper() + item[1:]}: {stem}?" if i % 2 else f"Thinking of this ({item}): {stem}?"
+    frame = FRAMES[i % len(FRAMES)]
+    return frame.format(lead=PREFIXES[i % len(PREFIXES)], body=body, Body=body[0].upper() + body[1:])
 
 
 def slot_template(seed: str, max_slots: int = 2) -> str | None:

@@ -170,10 +170,16 @@ def test_whole_augmentation_with_faults_then_a_free_rerun(augmentation_server: F
     assert read(data_home, "augmented_questions").equals(augmented)
 
 
-def test_budget_stops_step_one_cleanly_and_a_rerun_resumes(augmentation_server: FakeOpenAI, data_home: Path, tmp_path: Path) -> None:
+def test_dry_run_then_budget_stop_then_a_rerun_resumes(augmentation_server: FakeOpenAI, data_home: Path, tmp_path: Path) -> None:
     server = augmentation_server
     questions = write_questions(tmp_path / "questions.yaml")
     assets = [wvs_questions, paraphrases_and_templates]
+    dry = dg.materialize(assets, resources=resources(data_home, questions, fake_llm(server, dry_run=True)), instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    assert not dry.success and server.count(CHAT) == 0
+    assert "dry run: 6 chat requests: 0 cached, 6 to send" in failure_message(dry)
+    failure = dry.get_step_failure_events()[0].step_failure_data.user_failure_data
+    assert failure.metadata["to_send"].value == 6 and failure.metadata["max_completion_tokens"].value == 6 * 1024
+
     capped = dg.materialize(assets, resources=resources(data_home, questions, fake_llm(server, max_requests=4, concurrency=2)), instance=dg.DagsterInstance.ephemeral())
     assert capped.success
     assert server.count(CHAT) == 4

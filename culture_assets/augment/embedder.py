@@ -23,26 +23,29 @@ def _load(name_or_path: str, device: str):
 
 
 class Embedder:
-    """A sentence-transformers model; `encoded` counts sentences actually sent through it."""
+    """A sentence-transformers model with a per-instance memo: a sentence is encoded once, however
+    often it is asked for. `encoded` counts sentences actually sent through the model."""
 
     def __init__(self, name_or_path: str = "", device: str = "cpu", batch_size: int = 64):
         self.name = name_or_path or packaged_minilm_path()
         self.device = device
         self.batch_size = batch_size
         self.encoded = 0
+        self._vectors: dict[str, np.ndarray] = {}
 
     @property
     def model(self):
         return _load(self.name, self.device)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Rows aligned with `texts`; duplicates share one encoding."""
-        unique = list(dict.fromkeys(texts))
-        if not unique:
+        """L2-normalised rows aligned with `texts`."""
+        new = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        if new:
+            vectors = self.model.encode(
+                new, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+            )
+            self._vectors.update(zip(new, vectors))
+            self.encoded += len(new)
+        if not texts:
             return np.zeros((0, self.model.get_embedding_dimension()), dtype=np.float32)
-        vectors = self.model.encode(
-            unique, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-        )
-        self.encoded += len(unique)
-        row = {text: i for i, text in enumerate(unique)}
-        return vectors[[row[t] for t in texts]]
+        return np.stack([self._vectors[t] for t in texts])

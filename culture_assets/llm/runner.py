@@ -22,7 +22,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 
 from culture_assets.llm.cache import CachedResponse, ResponseCache, cache_key, canonical_request
 from culture_assets.llm.errors import LLMRetriesExhausted, LLMUnreachableError, TransientLLMError
-from culture_assets.llm.generator import ChatGenerator
+from culture_assets.llm.generator import ChatGenerator, Completion
 
 Status = Literal["ok", "cached", "budget_exhausted"]
 
@@ -281,7 +281,7 @@ class ChatRunner:
             return False
         return True
 
-    async def _complete_with_retries(self, request: ChatRequest):
+    async def _complete_with_retries(self, request: ChatRequest) -> Completion:
         last: TransientLLMError | None = None
         for attempt in range(self.retry.max_retries + 1):
             try:
