@@ -11,7 +11,7 @@ from culture_assets.cultures import load_registry
 from culture_assets.resources import WarehouseResource
 from culture_assets.store.warehouse import WRITER_POOL
 from culture_assets.training.model_record import lineage_row, model_key, model_record
-from culture_assets.training.openai_jobs import PENDING, FineTuningJobs
+from culture_assets.training.openai_jobs import PENDING, pending_jobs
 from culture_assets.training.resource import FineTuningPending, TrainerResource
 from culture_assets.training.training_set import split_rows
 
@@ -117,8 +117,10 @@ def ablation_model(
     description="Re-materializes a model whose OpenAI fine-tuning job has finished (one status call per pending job).",
 )
 def openai_fine_tuning_sensor(context: dg.SensorEvaluationContext, trainer: TrainerResource, warehouse: WarehouseResource):
+    pending = pending_jobs(warehouse.get())
+    if pending.height == 0:
+        return
     client = trainer.openai_client()
-    pending = FineTuningJobs(client, warehouse.get()).pending_jobs()
     for row in pending.iter_rows(named=True):
         job = client.fine_tuning.jobs.retrieve(row["job_id"])
         if job.status in PENDING or not row["asset_key"]:

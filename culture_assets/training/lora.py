@@ -1,7 +1,8 @@
 """Local LoRA fine-tuning with transformers + peft (the Trainer runs on accelerate).
 
 - Samples are rendered with the base model's own chat template; the loss covers only the
-  assistant turn (the answer and its end-of-turn token), the prompt is masked with -100.
+  assistant turn as the template renders it (the answer and its end-of-turn marker), the
+  prompt is masked with -100.
 - A run is identified by a fingerprint of (base model, training rows, hyper-parameters, LoRA
   config, template). Its checkpoints live in `<models dir>/<model key>/.work-<fp>/checkpoints`,
   so a killed run started again with the same inputs resumes from its last checkpoint.
@@ -180,7 +181,9 @@ def train_lora(
 
     transformers.set_seed(params.seed)
     device = _device()
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    use_bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+    # frozen base weights in bf16 on a GPU that has it; peft keeps the adapter weights in float32
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16 if use_bf16 else torch.float32)
     lora_config = LoraConfig(
         task_type="CAUSAL_LM",
         r=params.lora_r,
@@ -193,7 +196,6 @@ def train_lora(
     work = output_root / model_key / f".work-{fingerprint}"
     checkpoints = work / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
-    use_bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
     args = TrainingArguments(
         output_dir=str(checkpoints),
         num_train_epochs=params.epochs,
@@ -235,7 +237,7 @@ def train_lora(
     resume_from = get_last_checkpoint(str(checkpoints))
     if resume_from:
         progress(f"{model_key}: resuming from {resume_from}")
-    trainer.train(resume_from_checkpoint=resume_from)
+    metrics = trainer.train(resume_from_checkpoint=resume_from).metrics
 
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     eval_losses = [entry["eval_loss"] for entry in trainer.state.log_history if "eval_loss" in entry]
@@ -254,6 +256,8 @@ def train_lora(
         "train_loss_last": losses[-1] if losses else None,
         "eval_loss_last": eval_losses[-1] if eval_losses else None,
         "device": device,
+        "train_runtime_s": metrics.get("train_runtime"),
+        "train_samples_per_second": metrics.get("train_samples_per_second"),
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__},
         **(extra_manifest or {}),
     }

@@ -240,9 +240,10 @@ class FineTuningJobs:
             )
         return JobOutcome(job.id, job.status, job.fine_tuned_model, estimate, created, events)
 
-    def pending_jobs(self) -> pl.DataFrame:
-        """Jobs last seen running: what a sensor checks."""
-        return self.warehouse.query(
-            "SELECT job_id, model_key, asset_key, partition_key, status FROM openai_fine_tuning_jobs WHERE status IN (?, ?, ?)",
-            list(PENDING),
-        )
+
+def pending_jobs(warehouse: Warehouse) -> pl.DataFrame:
+    """Jobs last seen running: what the sensor checks."""
+    return warehouse.query(
+        "SELECT job_id, model_key, asset_key, partition_key, status FROM openai_fine_tuning_jobs WHERE status IN (?, ?, ?)",
+        list(PENDING),
+    )

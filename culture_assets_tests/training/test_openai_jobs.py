@@ -12,6 +12,7 @@ from culture_assets.training.openai_jobs import (
     OpenAIFineTuningSettings,
     chat_jsonl,
     estimate_cost,
+    pending_jobs,
     validate_chat_jsonl,
 )
 from culture_assets.training.training_set import chat_messages
@@ -60,7 +61,7 @@ def test_job_is_created_once_polled_step_by_step_and_found_again_on_rerun(api, t
     uploaded = fine_tuning.contents[fine_tuning.jobs[first.job_id]["training_file"]]
     assert uploaded == chat_jsonl(ROWS)
     assert fine_tuning.jobs[first.job_id]["method"]["supervised"]["hyperparameters"] == {"n_epochs": 2}
-    assert manager.pending_jobs()["job_id"].to_list() == [first.job_id]
+    assert pending_jobs(manager.warehouse)["job_id"].to_list() == [first.job_id]
 
     second = manager.advance("turkish-default", ROWS, SETTINGS, ROWS[:2])
     assert not second.created and second.job_id == first.job_id and second.pending
@@ -68,7 +69,7 @@ def test_job_is_created_once_polled_step_by_step_and_found_again_on_rerun(api, t
     model = fine_tuning.succeed(first.job_id)
     done = manager.advance("turkish-default", ROWS, SETTINGS, ROWS[:2])
     assert done.status == "succeeded" and done.fine_tuned_model == model
-    assert manager.pending_jobs().height == 0
+    assert pending_jobs(manager.warehouse).height == 0
     assert posts(server, "/v1/fine_tuning/jobs") == 1 and posts(server, "/v1/files") == 2
 
     # warehouse lost: the job is found on the server by its fingerprint metadata, files by name
