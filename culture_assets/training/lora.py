@@ -139,10 +139,51 @@ def run_fingerprint(base_model: Path, train_rows: Sequence[Sequence[dict]], vali
     )
 
 
+def last_complete_checkpoint(checkpoints: Path) -> Path | None:
+    """The newest checkpoint the Trainer finished writing (trainer_state.json is its last file).
+
+    A run killed while saving leaves a partial checkpoint-N; it is removed rather than resumed from.
+    """
+    found = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
+    for candidate in reversed(found):
+        if (candidate / "trainer_state.json").is_file():
+            return candidate
+        shutil.rmtree(candidate, ignore_errors=True)
+    return None
+
+
 def _device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _training_arguments(params: LoraHyperParameters, checkpoints: Path, device: str, use_bf16: bool, has_validation: bool):
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=params.epochs,
+        max_steps=params.max_steps,
+        learning_rate=params.learning_rate,
+        per_device_train_batch_size=params.batch_size,
+        per_device_eval_batch_size=params.batch_size,
+        gradient_accumulation_steps=params.gradient_accumulation_steps,
+        warmup_steps=params.warmup_steps,
+        seed=params.seed,
+        data_seed=params.seed,
+        save_strategy="steps",
+        save_steps=params.save_steps,
+        save_total_limit=2,
+        eval_strategy="epoch" if has_validation else "no",
+        logging_steps=10,
+        logging_first_step=True,
+        report_to=[],
+        use_cpu=device == "cpu",
+        bf16=use_bf16,
+        dataloader_pin_memory=device == "cuda",
+        disable_tqdm=True,
+    )
 
 
 def train_lora(
@@ -153,7 +194,6 @@ def train_lora(
     params: LoraHyperParameters = LoraHyperParameters(),
     validation_rows: Sequence[Sequence[dict[str, str]]] = (),
     chat_template: str = "",
-    extra_manifest: dict[str, Any] | None = None,
     callbacks: Sequence[Any] = (),
     progress: Callable[[str], None] = log.info,
 ) -> TrainedAdapter:
@@ -172,8 +212,7 @@ def train_lora(
     import transformers
     import peft
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
-    from transformers.trainer_utils import get_last_checkpoint
+    from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, PrinterCallback, Trainer, TrainerCallback
 
     tokenizer = load_tokenizer(base, chat_template)
     train_data = [encode_chat(tokenizer, m, params.max_length) for m in train_rows]
@@ -196,29 +235,7 @@ def train_lora(
     work = output_root / model_key / f".work-{fingerprint}"
     checkpoints = work / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
-    args = TrainingArguments(
-        output_dir=str(checkpoints),
-        num_train_epochs=params.epochs,
-        max_steps=params.max_steps,
-        learning_rate=params.learning_rate,
-        per_device_train_batch_size=params.batch_size,
-        per_device_eval_batch_size=params.batch_size,
-        gradient_accumulation_steps=params.gradient_accumulation_steps,
-        warmup_steps=params.warmup_steps,
-        seed=params.seed,
-        data_seed=params.seed,
-        save_strategy="steps",
-        save_steps=params.save_steps,
-        save_total_limit=2,
-        eval_strategy="epoch" if validation_data else "no",
-        logging_steps=10,
-        logging_first_step=True,
-        report_to=[],
-        use_cpu=device == "cpu",
-        bf16=use_bf16,
-        dataloader_pin_memory=device == "cuda",
-        disable_tqdm=True,
-    )
+    args = _training_arguments(params, checkpoints, device, use_bf16, has_validation=bool(validation_data))
     trainer = Trainer(
         model=model,
         args=args,
@@ -234,10 +251,10 @@ def train_lora(
 
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(_Progress())
-    resume_from = get_last_checkpoint(str(checkpoints))
+    resume_from = last_complete_checkpoint(checkpoints)
     if resume_from:
         progress(f"{model_key}: resuming from {resume_from}")
-    metrics = trainer.train(resume_from_checkpoint=resume_from).metrics
+    metrics = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None).metrics
 
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     eval_losses = [entry["eval_loss"] for entry in trainer.state.log_history if "eval_loss" in entry]
@@ -251,7 +268,7 @@ def train_lora(
         "n_train": len(train_data),
         "n_validation": len(validation_data),
         "global_step": trainer.state.global_step,
-        "resumed_from": Path(resume_from).name if resume_from else None,
+        "resumed_from": resume_from.name if resume_from else None,
         "train_loss_first": losses[0] if losses else None,
         "train_loss_last": losses[-1] if losses else None,
         "eval_loss_last": eval_losses[-1] if eval_losses else None,
@@ -259,7 +276,6 @@ def train_lora(
         "train_runtime_s": metrics.get("train_runtime"),
         "train_samples_per_second": metrics.get("train_samples_per_second"),
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__},
-        **(extra_manifest or {}),
     }
     staging = work / "staging"
     shutil.rmtree(staging, ignore_errors=True)

@@ -109,7 +109,6 @@ class TrainerResource(dg.ConfigurableResource):
         log: Callable[[str], None],
         asset_key: str | None = None,
         partition_key: str | None = None,
-        callbacks: Sequence[Any] = (),
     ) -> FittedModel:
         """Train locally, or advance the OpenAI job one step (raising FineTuningPending while it runs)."""
         base_model = self.resolved_base_model()
@@ -117,7 +116,7 @@ class TrainerResource(dg.ConfigurableResource):
             params = self.lora_hyperparameters()
             adapter = train_lora(
                 base_model, train_rows, self.models_root(), model_key, params,
-                validation_rows=validation_rows, chat_template=self.chat_template, callbacks=callbacks, progress=log,
+                validation_rows=validation_rows, chat_template=self.chat_template, progress=log,
             )
             log(f"{model_key}: adapter {adapter.path} ({'reused' if adapter.reused else 'trained'}, step {adapter.manifest['global_step']})")
             return FittedModel("local", adapter.manifest["base_model"], str(adapter.path), None, adapter.artifact_hash,

@@ -118,6 +118,11 @@ def test_killed_run_resumes_from_its_checkpoint_and_ends_at_the_same_step(tiny_m
     assert sorted(p.name for p in (work / "checkpoints").glob("checkpoint-*")) == ["checkpoint-4"]
     assert not [p for p in (root / "german-default").iterdir() if not p.name.startswith(".work-")], "no adapter from a killed run"
 
+    # a kill while saving checkpoint-6 would leave it without trainer_state.json: it must not be resumed from
+    partial = work / "checkpoints" / "checkpoint-6"
+    partial.mkdir()
+    (partial / "adapter_model.safetensors").write_bytes(b"half")
+
     resumed = train_lora(str(tiny_model_dir), rows, root, "german-default", fast())
     assert resumed.manifest["resumed_from"] == "checkpoint-4"
     assert resumed.manifest["global_step"] == straight.manifest["global_step"] == 8

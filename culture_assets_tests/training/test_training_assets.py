@@ -7,7 +7,6 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
-import pytest
 
 from culture_assets.assets import survey
 from culture_assets.assets.models import ablation_model, culture_model, culturellm_one, openai_fine_tuning_sensor
