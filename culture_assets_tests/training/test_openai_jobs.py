@@ -57,6 +57,7 @@ def test_job_is_created_once_polled_step_by_step_and_found_again_on_rerun(api, t
     manager = jobs_for(client, tmp_path)
     first = manager.advance("turkish-default", ROWS, SETTINGS, ROWS[:2], asset_key="culture_model", partition_key="turkish")
     assert first.created and first.pending and first.status == "queued"
+    assert first.events == ("[info] Created fine-tuning job",) and server.count(rf"^/v1/fine_tuning/jobs/{first.job_id}/events$") == 1
     assert posts(server, "/v1/files") == 2 and posts(server, "/v1/fine_tuning/jobs") == 1
     uploaded = fine_tuning.contents[fine_tuning.jobs[first.job_id]["training_file"]]
     assert uploaded == chat_jsonl(ROWS)
@@ -69,6 +70,7 @@ def test_job_is_created_once_polled_step_by_step_and_found_again_on_rerun(api, t
     model = fine_tuning.succeed(first.job_id)
     done = manager.advance("turkish-default", ROWS, SETTINGS, ROWS[:2])
     assert done.status == "succeeded" and done.fine_tuned_model == model
+    assert done.events[0] == "[info] The job has successfully completed"
     assert pending_jobs(manager.warehouse).height == 0
     assert posts(server, "/v1/fine_tuning/jobs") == 1 and posts(server, "/v1/files") == 2
 
