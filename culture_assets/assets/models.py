@@ -44,6 +44,7 @@ def _fit_and_register(
     return dg.Output(
         record,
         metadata={
+            **details,
             "model_key": key,
             "trainer": fitted.trainer,
             "base_model": fitted.base_model,
@@ -52,7 +53,6 @@ def _fit_and_register(
             "training_set_version": record["training_set_version"][:12],
             "n_train": record["n_train"],
             "hyperparameters": dg.MetadataValue.json(fitted.hyperparameters),
-            **details,
         },
     )
 
