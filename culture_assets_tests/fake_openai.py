@@ -155,3 +155,111 @@ class FakeOpenAI:
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop", "logprobs": None}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
         }
+
+
+# --- fine-tuning API (files, fine_tuning.jobs, events): added for the training stage -----------------
+def _multipart_file(raw: str) -> tuple[str, bytes, str]:
+    """(filename, content, purpose) from a multipart/form-data body the openai client sent."""
+    boundary = raw.split("\r\n", 1)[0]
+    filename, content, purpose = "upload", b"", ""
+    for part in raw.split(boundary):
+        if "\r\n\r\n" not in part:
+            continue
+        head, value = part.split("\r\n\r\n", 1)
+        value = value.removesuffix("\r\n")
+        name = re.search(r'name="([^"]+)"', head)
+        if name and name.group(1) == "file":
+            found = re.search(r'filename="([^"]*)"', head)
+            filename, content = (found.group(1) if found else filename), value.encode("latin-1")
+        elif name and name.group(1) == "purpose":
+            purpose = value
+    return filename, content, purpose
+
+
+class FakeFineTuning:
+    """State of the fake fine-tuning API. Jobs stay `queued` until a test calls `succeed()` or `fail()`."""
+
+    def __init__(self, server: FakeOpenAI):
+        self.server = server
+        self.files: dict[str, dict[str, Any]] = {}
+        self.contents: dict[str, bytes] = {}
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.events: dict[str, list[dict[str, Any]]] = {}
+        server.route("POST", r"/v1/files")(self._create_file)
+        server.route("GET", r"/v1/files")(self._list_files)
+        server.route("GET", r"/v1/files/(?P<id>[^/]+)")(self._get_file)
+        server.route("POST", r"/v1/fine_tuning/jobs")(self._create_job)
+        server.route("GET", r"/v1/fine_tuning/jobs")(self._list_jobs)
+        server.route("GET", r"/v1/fine_tuning/jobs/(?P<id>[^/]+)")(self._get_job)
+        server.route("GET", r"/v1/fine_tuning/jobs/(?P<id>[^/]+)/events")(self._list_events)
+        server.route("POST", r"/v1/fine_tuning/jobs/(?P<id>[^/]+)/cancel")(self._cancel_job)
+
+    # --- test controls -------------------------------------------------------------------------
+    def succeed(self, job_id: str, model: str | None = None) -> str:
+        job = self.jobs[job_id]
+        job.update(status="succeeded", fine_tuned_model=model or f"ft:{job['model']}:culture-assets::{job_id[-6:]}", finished_at=int(time.time()))
+        self._event(job_id, "info", "The job has successfully completed")
+        return job["fine_tuned_model"]
+
+    def fail(self, job_id: str, message: str) -> None:
+        self.jobs[job_id].update(status="failed", error={"code": "invalid_training_file", "message": message, "param": "training_file"})
+        self._event(job_id, "error", message)
+
+    # --- routes --------------------------------------------------------------------------------
+    def _event(self, job_id: str, level: str, message: str) -> None:
+        self.events.setdefault(job_id, []).insert(
+            0, {"id": f"ftevent-{len(self.events.get(job_id, []))}", "object": "fine_tuning.job.event", "created_at": int(time.time()),
+                "level": level, "message": message, "type": "message"}
+        )
+
+    def _create_file(self, body: dict[str, Any], match: re.Match[str]) -> tuple[int, dict[str, Any]]:
+        filename, content, purpose = _multipart_file(body.get("_raw", ""))
+        file_id = f"file-{len(self.files) + 1:04d}"
+        self.files[file_id] = {"id": file_id, "object": "file", "bytes": len(content), "created_at": int(time.time()),
+                               "filename": filename, "purpose": purpose, "status": "processed"}
+        self.contents[file_id] = content
+        return 200, self.files[file_id]
+
+    def _list_files(self, body: dict[str, Any], match: re.Match[str]) -> tuple[int, dict[str, Any]]:
+        return 200, {"object": "list", "data": list(self.files.values()), "has_more": False}
+
+    def _get_file(self, body: dict[str, Any], match: re.Match[str]) -> tuple[int, dict[str, Any]]:
+        found = self.files.get(match.group("id"))
+        return (200, found) if found else (404, {"error": {"message": "No such File object", "type": "invalid_request_error"}})
+
+    def _create_job(self, body: dict[str, Any], match: re.Match[str]) -> tuple[int, dict[str, Any]]:
+        for field_name in ("training_file", "validation_file"):
+            if body.get(field_name) and body[field_name] not in self.files:
+                return 400, {"error": {"message": f"invalid {field_name}: {body[field_name]}", "type": "invalid_request_error"}}
+        job_id = f"ftjob-{len(self.jobs) + 1:06d}"
+        self.jobs[job_id] = {
+            "id": job_id, "object": "fine_tuning.job", "created_at": int(time.time()) + len(self.jobs), "error": None,
+            "fine_tuned_model": None, "finished_at": None, "hyperparameters": {"n_epochs": "auto", "batch_size": "auto", "learning_rate_multiplier": "auto"},
+            "model": body["model"], "organization_id": "org-fake", "result_files": [], "seed": body.get("seed", 0),
+            "status": "queued", "trained_tokens": None, "training_file": body["training_file"],
+            "validation_file": body.get("validation_file"), "metadata": body.get("metadata"), "method": body.get("method"),
+        }
+        self._event(job_id, "info", "Created fine-tuning job")
+        return 200, self.jobs[job_id]
+
+    def _list_jobs(self, body: dict[str, Any], match: re.Match[str]) -> tuple[int, dict[str, Any]]:
+        # the client sends metadata filters as query parameters, which this server does not parse: return all
+        return 200, {"object": "list", "data": sorted(self.jobs.values(), key=lambda j: -j["created_at"]), "has_more": False}
+
+    def _get_job(self, body: dict[str, Any], match: re.Match[str]) -> tuple[int, dict[str, Any]]:
+        found = self.jobs.get(match.group("id"))
+        return (200, found) if found else (404, {"error": {"message": "No such fine-tuning job", "type": "invalid_request_error"}})
+
+    def _list_events(self, body: dict[str, Any], match: re.Match[str]) -> tuple[int, dict[str, Any]]:
+        return 200, {"object": "list", "data": self.events.get(match.group("id"), []), "has_more": False}
+
+    def _cancel_job(self, body: dict[str, Any], match: re.Match[str]) -> tuple[int, dict[str, Any]]:
+        job = self.jobs[match.group("id")]
+        job["status"] = "cancelled"
+        self._event(job["id"], "info", "Job cancelled by user")
+        return 200, job
+
+
+def install_fine_tuning_routes(server: FakeOpenAI) -> FakeFineTuning:
+    """Add the files and fine-tuning endpoints to a started or unstarted fake server."""
+    return FakeFineTuning(server)

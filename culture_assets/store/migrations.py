@@ -74,4 +74,33 @@ MIGRATIONS: dict[int, str] = {
         written_at TIMESTAMP DEFAULT current_timestamp
     );
     """,
+    200: """
+    CREATE TABLE openai_files (
+        file_hash VARCHAR PRIMARY KEY,
+        file_id VARCHAR NOT NULL,
+        filename VARCHAR NOT NULL,
+        purpose VARCHAR NOT NULL,
+        bytes BIGINT NOT NULL,
+        base_url VARCHAR,
+        written_at TIMESTAMP DEFAULT current_timestamp
+    );
+    CREATE TABLE openai_fine_tuning_jobs (
+        job_id VARCHAR PRIMARY KEY,
+        fingerprint VARCHAR NOT NULL,
+        model_key VARCHAR NOT NULL,
+        asset_key VARCHAR,
+        partition_key VARCHAR,
+        base_model VARCHAR NOT NULL,
+        training_file_id VARCHAR NOT NULL,
+        validation_file_id VARCHAR,
+        status VARCHAR NOT NULL,
+        fine_tuned_model VARCHAR,
+        error_message VARCHAR,
+        estimated_tokens BIGINT,
+        estimated_cost_usd DOUBLE,
+        hyperparameters_json VARCHAR,
+        created_at TIMESTAMP DEFAULT current_timestamp,
+        updated_at TIMESTAMP DEFAULT current_timestamp
+    );
+    """,
 }

@@ -1,0 +1,1 @@
+"""Training stage: culture training sets, local LoRA fine-tuning, OpenAI fine-tuning jobs."""

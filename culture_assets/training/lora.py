@@ -1,0 +1,303 @@
+"""Local LoRA fine-tuning with transformers + peft (the Trainer runs on accelerate).
+
+- Samples are rendered with the base model's own chat template; the loss covers only the
+  assistant turn as the template renders it (the answer and its end-of-turn marker), the
+  prompt is masked with -100.
+- A run is identified by a fingerprint of (base model, training rows, hyper-parameters, LoRA
+  config, template). Its checkpoints live in `<models dir>/<model key>/.work-<fp>/checkpoints`,
+  so a killed run started again with the same inputs resumes from its last checkpoint.
+- The finished adapter is saved to a staging directory with its manifest (seed, hyper-parameters,
+  LoraConfig, losses, versions) and renamed to `<models dir>/<model key>/<fp>` only when complete:
+  a killed or disk-full run never replaces or corrupts an earlier adapter, and a finished
+  fingerprint is reused instead of trained twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from culture_assets.errors import InputError
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "training_manifest.json"
+IGNORE_INDEX = -100
+
+
+class LoraHyperParameters(BaseModel):
+    """Everything that changes the trained adapter; saved beside it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seed: int = 0
+    epochs: float = Field(default=3.0, gt=0)
+    max_steps: int = Field(default=-1, description="if > 0, overrides epochs")
+    learning_rate: float = Field(default=2e-4, gt=0)
+    batch_size: int = Field(default=8, ge=1)
+    gradient_accumulation_steps: int = Field(default=1, ge=1)
+    max_length: int = Field(default=512, ge=8)
+    lora_r: int = Field(default=8, ge=1)
+    lora_alpha: int = Field(default=16, ge=1)
+    lora_dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
+    target_modules: tuple[str, ...] | str = "all-linear"
+    warmup_steps: float = Field(default=0.0, ge=0.0)
+    save_steps: int = Field(default=50, ge=1, description="checkpoint every N optimizer steps")
+
+
+@dataclass(frozen=True)
+class TrainedAdapter:
+    path: Path
+    artifact_hash: str
+    manifest: dict[str, Any]
+    reused: bool
+
+
+def _sha256_json(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def directory_hash(path: Path) -> str:
+    """sha256 over every file's relative path and bytes: the adapter's artifact hash."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def check_base_model(base_model: str) -> Path:
+    path = Path(base_model).expanduser()
+    if not path.is_dir():
+        raise InputError(base_model, "base model directory does not exist (a local path with config.json and tokenizer files is expected; there is no model hub here)", field="base_model")
+    if not (path / "config.json").is_file():
+        raise InputError(str(path), "not a transformers model directory: config.json is missing", field="base_model")
+    return path.resolve()
+
+
+def load_tokenizer(base_model: Path, chat_template: str = ""):
+    """The base model's tokenizer; `chat_template` (a Jinja string) is the documented fallback when it has none."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    if chat_template:
+        tokenizer.chat_template = chat_template
+    if not tokenizer.chat_template:
+        raise InputError(
+            str(base_model),
+            "the tokenizer has no chat template, so prompts cannot be rendered the way the model expects; "
+            "use an instruct model, or set the trainer's `chat_template` to a Jinja template",
+            field="chat_template",
+        )
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def encode_chat(tokenizer, messages: Sequence[dict[str, str]], max_length: int) -> dict[str, list[int]]:
+    """input_ids and labels for one sample; labels are -100 everywhere but the final assistant turn."""
+    if not messages or messages[-1]["role"] != "assistant":
+        raise InputError("training sample", f"the last message must be the assistant's answer, got {messages[-1:]!r}", field="messages")
+    prompt = tokenizer.apply_chat_template(list(messages[:-1]), tokenize=False, add_generation_prompt=True)
+    full = tokenizer.apply_chat_template(list(messages), tokenize=False)
+    if not full.startswith(prompt):
+        raise InputError(
+            "chat template",
+            "rendering the conversation does not start with the rendered prompt, so the answer cannot be located; "
+            "set the trainer's `chat_template` to a template whose assistant turn extends the generation prompt",
+            field="chat_template",
+        )
+    # tokenized separately so the boundary is exact and matches inference (prompt, then generated answer)
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
+    if len(prompt_ids) + len(answer_ids) > max_length:
+        raise InputError(
+            "training sample",
+            f"{len(prompt_ids) + len(answer_ids)} tokens exceed max_length={max_length}; raise max_length",
+            field="max_length",
+        )
+    input_ids = prompt_ids + answer_ids
+    return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": [IGNORE_INDEX] * len(prompt_ids) + answer_ids}
+
+
+def run_fingerprint(base_model: Path, train_rows: Sequence[Sequence[dict]], validation_rows: Sequence[Sequence[dict]], params: LoraHyperParameters, chat_template: str) -> str:
+    model_config = (base_model / "config.json").read_text(encoding="utf-8")
+    weights = sorted((p.name, p.stat().st_size) for p in base_model.glob("*.safetensors"))
+    return _sha256_json(
+        {"base": [str(base_model), model_config, weights], "train": train_rows, "validation": validation_rows,
+         "params": params.model_dump(mode="json"), "template": chat_template}
+    )
+
+
+def last_complete_checkpoint(checkpoints: Path) -> Path | None:
+    """The newest checkpoint the Trainer finished writing (trainer_state.json is its last file).
+
+    A run killed while saving leaves a partial checkpoint-N; it is removed rather than resumed from.
+    """
+    found = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
+    for candidate in reversed(found):
+        if (candidate / "trainer_state.json").is_file():
+            return candidate
+        shutil.rmtree(candidate, ignore_errors=True)
+    return None
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _training_arguments(params: LoraHyperParameters, checkpoints: Path, device: str, use_bf16: bool, has_validation: bool):
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=params.epochs,
+        max_steps=params.max_steps,
+        learning_rate=params.learning_rate,
+        per_device_train_batch_size=params.batch_size,
+        per_device_eval_batch_size=params.batch_size,
+        gradient_accumulation_steps=params.gradient_accumulation_steps,
+        warmup_steps=params.warmup_steps,
+        seed=params.seed,
+        data_seed=params.seed,
+        save_strategy="steps",
+        save_steps=params.save_steps,
+        save_total_limit=2,
+        eval_strategy="epoch" if has_validation else "no",
+        logging_steps=10,
+        logging_first_step=True,
+        report_to=[],
+        use_cpu=device == "cpu",
+        bf16=use_bf16,
+        dataloader_pin_memory=device == "cuda",
+        disable_tqdm=True,
+    )
+
+
+def train_lora(
+    base_model: str,
+    train_rows: Sequence[Sequence[dict[str, str]]],
+    output_root: Path,
+    model_key: str,
+    params: LoraHyperParameters = LoraHyperParameters(),
+    validation_rows: Sequence[Sequence[dict[str, str]]] = (),
+    chat_template: str = "",
+    callbacks: Sequence[Any] = (),
+    progress: Callable[[str], None] = log.info,
+) -> TrainedAdapter:
+    """Train (or resume, or reuse) a LoRA adapter on chat samples; returns the finished adapter directory."""
+    if not train_rows:
+        raise InputError("training_set", f"{model_key}: the training split has zero rows; nothing to train on", field="split")
+    base = check_base_model(base_model)
+    fingerprint = run_fingerprint(base, train_rows, validation_rows, params, chat_template)[:16]
+    final = output_root / model_key / fingerprint
+    if (final / MANIFEST).is_file():
+        manifest = json.loads((final / MANIFEST).read_text(encoding="utf-8"))
+        progress(f"{model_key}: adapter {final} already trained with these inputs; reusing it")
+        return TrainedAdapter(final, directory_hash(final), manifest, reused=True)
+
+    import torch
+    import transformers
+    import peft
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, PrinterCallback, Trainer, TrainerCallback
+
+    tokenizer = load_tokenizer(base, chat_template)
+    train_data = [encode_chat(tokenizer, m, params.max_length) for m in train_rows]
+    validation_data = [encode_chat(tokenizer, m, params.max_length) for m in validation_rows]
+
+    transformers.set_seed(params.seed)
+    device = _device()
+    use_bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+    # frozen base weights in bf16 on a GPU that has it; peft keeps the adapter weights in float32
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16 if use_bf16 else torch.float32)
+    lora_config = LoraConfig(
+        task_type="CAUSAL_LM",
+        r=params.lora_r,
+        lora_alpha=params.lora_alpha,
+        lora_dropout=params.lora_dropout,
+        target_modules=list(params.target_modules) if isinstance(params.target_modules, tuple) else params.target_modules,
+    )
+    model = get_peft_model(model, lora_config)
+
+    work = output_root / model_key / f".work-{fingerprint}"
+    checkpoints = work / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    args = _training_arguments(params, checkpoints, device, use_bf16, has_validation=bool(validation_data))
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_data,
+        eval_dataset=validation_data or None,
+        data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX, padding=True),
+        callbacks=list(callbacks),
+    )
+
+    class _Progress(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            progress(f"{model_key}: step {state.global_step}/{state.max_steps} {logs}")
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(_Progress())
+    resume_from = last_complete_checkpoint(checkpoints)
+    if resume_from:
+        progress(f"{model_key}: resuming from {resume_from}")
+    metrics = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None).metrics
+
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    eval_losses = [entry["eval_loss"] for entry in trainer.state.log_history if "eval_loss" in entry]
+    manifest = {
+        "model_key": model_key,
+        "fingerprint": fingerprint,
+        "base_model": str(base),
+        "hyperparameters": params.model_dump(mode="json"),
+        "lora_config": json.loads(json.dumps(lora_config.to_dict(), default=list)),
+        "seed": params.seed,
+        "n_train": len(train_data),
+        "n_validation": len(validation_data),
+        "global_step": trainer.state.global_step,
+        "resumed_from": resume_from.name if resume_from else None,
+        "train_loss_first": losses[0] if losses else None,
+        "train_loss_last": losses[-1] if losses else None,
+        "eval_loss_last": eval_losses[-1] if eval_losses else None,
+        "device": device,
+        "train_runtime_s": metrics.get("train_runtime"),
+        "train_samples_per_second": metrics.get("train_samples_per_second"),
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__},
+    }
+    staging = work / "staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    trainer.model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+    artifact_hash = directory_hash(staging)
+    os.rename(staging, final)  # atomic: the adapter appears complete or not at all
+    shutil.rmtree(work, ignore_errors=True)
+    return TrainedAdapter(final, artifact_hash, manifest, reused=False)
+
+
+def load_adapter_model(adapter_path: str | Path):
+    """(model, tokenizer) of a trained adapter on its recorded base model, in eval mode."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(adapter_path)
+    if not (path / MANIFEST).is_file():
+        raise InputError(str(path), f"not a finished adapter directory ({MANIFEST} is missing)")
+    manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    base = AutoModelForCausalLM.from_pretrained(check_base_model(manifest["base_model"]))
+    model = PeftModel.from_pretrained(base, path)
+    model.eval()
+    return model, AutoTokenizer.from_pretrained(path)

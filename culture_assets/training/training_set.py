@@ -1,0 +1,212 @@
+"""A culture's training set: accepted question variants paired with that culture's survey answer.
+
+Each row is one chat-format sample (system prompt, the question with its option scale and the
+instruction to answer with one option number, the answer). Choices that matter for the paper's
+figures, and why they are made this way:
+
+- Questions the culture was never asked are dropped, never given an invented label.
+- Held-out seed questions are chosen from the question list by a seeded hash, independent of the
+  culture, so every culture (and CultureLLM-One) holds out the same questions; none of their
+  variants is trained on, so the WVS alignment evaluation on them is not leaked.
+- The validation split is drawn from variants only: every answered seed question stays in
+  training, which matters for the seed-only ablation (50 samples, no variants to spare).
+- A requested size is filled seeds first, then variants round-robin over questions in a seeded
+  order, so a 150-sample set covers every question about evenly. Asking for more samples than
+  exist is an error: an ablation labelled "1000" must have 1000 samples.
+- Soft targets (`targets="distribution"`) draw each sample's answer from the culture's answer
+  distribution (seeded per sample), so the expected training signal is the distribution itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from enum import Enum
+from typing import Sequence
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from culture_assets.cultures import Culture
+from culture_assets.errors import InputError
+from culture_assets.survey.questions import WVSQuestion
+
+STEPS = ("seed", "paraphrase", "synonym")
+ANSWER_INSTRUCTION = "Answer with the number of one option only."
+
+TRAINING_SET_SCHEMA = {
+    "sample_id": pl.String,
+    "question_id": pl.String,
+    "step": pl.String,
+    "split": pl.String,
+    "messages_json": pl.String,
+    "answer": pl.String,
+    "culture": pl.String,
+    "target": pl.String,
+}
+
+
+class PromptLanguage(str, Enum):
+    ENGLISH = "english"
+    NATIVE = "native"
+
+
+class Targets(str, Enum):
+    MODE = "mode"
+    DISTRIBUTION = "distribution"
+
+
+class TrainingSetSpec(BaseModel):
+    """What goes into a training set. `size=None` takes every eligible sample."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    size: int | None = Field(default=None, ge=1)
+    steps: tuple[str, ...] = STEPS
+    heldout_count: int = Field(default=5, ge=0)
+    validation_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
+    targets: Targets = Targets.MODE
+    prompt_language: PromptLanguage = PromptLanguage.ENGLISH
+    seed: int = 0
+
+    @field_validator("steps")
+    @classmethod
+    def _known_steps(cls, steps: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [s for s in steps if s not in STEPS]
+        if unknown or "seed" not in steps:
+            raise ValueError(f"steps must include 'seed' and be among {STEPS}, got {list(steps)}")
+        return tuple(s for s in STEPS if s in steps)
+
+
+def stable_unit(*parts: object) -> float:
+    """A number in [0, 1) fixed by its inputs: seeded choices that do not depend on row order."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def heldout_questions(question_ids: Sequence[str], count: int, seed: int) -> list[str]:
+    """The `count` seed questions kept aside for the WVS alignment evaluation (same for every culture)."""
+    return sorted(sorted(question_ids, key=lambda q: stable_unit("heldout", seed, q))[:count])
+
+
+def system_prompt(culture: Culture, language: PromptLanguage) -> str:
+    return culture.system_prompt.native if language is PromptLanguage.NATIVE else culture.system_prompt.english
+
+
+def user_prompt(text: str, question: WVSQuestion) -> str:
+    return f"{text}\nOptions: {question.option_text()}\n{ANSWER_INSTRUCTION}"
+
+
+def chat_messages(system: str, text: str, question: WVSQuestion, answer: str) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": system},
+        {"role": "user", "content": user_prompt(text, question)},
+        {"role": "assistant", "content": answer},
+    ]
+
+
+def check_augmented(augmented: pl.DataFrame, questions: dict[str, WVSQuestion], source: str = "augmented_questions") -> None:
+    missing = [c for c in ("sample_id", "question_id", "text", "step") if c not in augmented.columns]
+    if missing:
+        raise InputError(source, f"missing column(s) {missing}; expected the augmented_questions contract", field=missing[0])
+    for index, (sample_id, question_id, step, text) in enumerate(
+        augmented.select("sample_id", "question_id", "step", "text").iter_rows(), start=1
+    ):
+        if question_id not in questions:
+            raise InputError(source, f"unknown question id {question_id!r}; expected one of the seed questions", row=index, field="question_id")
+        if step not in STEPS:
+            raise InputError(source, f"step {step!r} is not one of {STEPS}", row=index, field="step")
+        if not text or not str(text).strip():
+            raise InputError(source, f"sample {sample_id} has empty text", row=index, field="text")
+    duplicates = augmented.filter(pl.col("sample_id").is_duplicated())["sample_id"].unique().to_list()
+    if duplicates:
+        raise InputError(source, f"sample ids repeat: {sorted(duplicates)[:5]}", field="sample_id")
+
+
+def _answer(row: dict, spec: TrainingSetSpec) -> tuple[str, str]:
+    if spec.targets is Targets.MODE:
+        return str(row["modal_answer"]), "mode"
+    rng = random.Random(stable_unit("target", spec.seed, row["sample_id"]))
+    return str(rng.choices(row["codes"], weights=row["distribution"])[0]), "sampled"
+
+
+def build_training_set(
+    augmented: pl.DataFrame,
+    seed_survey: pl.DataFrame,
+    questions: Sequence[WVSQuestion],
+    culture: Culture,
+    spec: TrainingSetSpec,
+) -> pl.DataFrame:
+    """Rows of the training_set contract for one culture (see the module docstring for the choices)."""
+    by_id = {q.id: q for q in questions}
+    check_augmented(augmented, by_id)
+    answers = seed_survey.filter(~pl.col("never_asked")).select("question_id", "modal_answer", "codes", "distribution")
+    heldout = set(heldout_questions(list(by_id), spec.heldout_count, spec.seed))
+    pool = (
+        augmented.filter(pl.col("step").is_in(list(spec.steps)))
+        .join(answers, on="question_id", how="inner")
+        .with_columns(
+            pl.col("sample_id").map_elements(lambda s: stable_unit("order", spec.seed, s), return_dtype=pl.Float64).alias("_key")
+        )
+    )
+    heldout_rows = pool.filter(pl.col("question_id").is_in(list(heldout)) & (pl.col("step") == "seed"))
+    trainable = pool.filter(~pl.col("question_id").is_in(list(heldout)))
+    # rank 0 is the seed row of each question, then its variants in seeded order: filling by rank is round-robin
+    trainable = trainable.with_columns(
+        pl.when(pl.col("step") == "seed").then(0.0).otherwise(pl.col("_key") + 1.0).alias("_within")
+    ).with_columns(pl.col("_within").rank("ordinal").over("question_id").alias("_rank"))
+    trainable = trainable.sort("_rank", "_key")
+    if spec.size is not None:
+        if spec.size > trainable.height:
+            raise InputError(
+                "training_set",
+                f"{culture.key}: asked for {spec.size} samples but only {trainable.height} exist with steps "
+                f"{list(spec.steps)} ({len(heldout)} questions held out); generate more variants or lower the size",
+                field="size",
+            )
+        trainable = trainable.head(spec.size)
+    is_validation = (pl.col("step") != "seed") & (
+        pl.col("sample_id").map_elements(lambda s: stable_unit("validation", spec.seed, s), return_dtype=pl.Float64)
+        < spec.validation_fraction
+    )
+    trainable = trainable.with_columns(pl.when(is_validation).then(pl.lit("validation")).otherwise(pl.lit("train")).alias("split"))
+    heldout_rows = heldout_rows.with_columns(pl.lit("heldout").alias("split"))
+
+    system = system_prompt(culture, spec.prompt_language)
+    rows = []
+    for row in pl.concat([trainable.drop("_within", "_rank"), heldout_rows], how="vertical").iter_rows(named=True):
+        answer, target = _answer(row, spec)
+        messages = chat_messages(system, row["text"], by_id[row["question_id"]], answer)
+        rows.append(
+            {
+                "sample_id": row["sample_id"],
+                "question_id": row["question_id"],
+                "step": row["step"],
+                "split": row["split"],
+                "messages_json": json.dumps(messages, ensure_ascii=False),
+                "answer": answer,
+                "culture": culture.key,
+                "target": target,
+            }
+        )
+    return pl.DataFrame(rows, schema=TRAINING_SET_SCHEMA)
+
+
+def training_set_version(table: pl.DataFrame) -> str:
+    """Content hash of a training set: what a model was trained on, independent of row order."""
+    digest = hashlib.sha256()
+    for row in table.select("sample_id", "split", "messages_json").sort("sample_id", "split").iter_rows():
+        digest.update("\x1f".join(row).encode())
+        digest.update(b"\x1e")
+    return digest.hexdigest()
+
+
+def split_rows(table: pl.DataFrame, split: str) -> list[list[dict[str, str]]]:
+    """The chat messages of one split."""
+    return [json.loads(m) for m in table.filter(pl.col("split") == split)["messages_json"].to_list()]
+
+
+def training_summary(table: pl.DataFrame) -> pl.DataFrame:
+    """Rows per split and step, for metadata."""
+    return table.group_by("split", "step").len().sort("split", "step")

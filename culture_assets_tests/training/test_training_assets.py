@@ -1,0 +1,143 @@
+"""Training and model assets through Dagster: real IO manager, real DuckDB, the tiny model, the fake OpenAI server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from culture_assets.assets import survey
+from culture_assets.assets.models import ablation_model, culture_model, culturellm_one, openai_fine_tuning_sensor
+from culture_assets.assets.training_sets import ablation_training_set, training_set
+from culture_assets.cultures import load_registry
+from culture_assets.io_manager import ArtifactIOManager
+from culture_assets.resources import SurveySourceResource, WarehouseResource
+from culture_assets.training.lora import MANIFEST, directory_hash, load_adapter_model
+from culture_assets.training.resource import TrainerResource
+from culture_assets_tests.fake_openai import install_fine_tuning_routes
+from culture_assets_tests.training.samples import augmented_questions as sample_rows
+
+
+@dg.asset(group_name="augmentation", description="Stand-in for the augmentation stage's output (hand-made variants).")
+def augmented_questions() -> pl.DataFrame:
+    return sample_rows()
+
+
+ASSETS = [survey.wvs_questions, survey.wvs_wave, survey.seed_survey, augmented_questions, training_set, ablation_training_set,
+          culture_model, culturellm_one, ablation_model]
+
+
+def resources(data_home: Path, trainer: TrainerResource) -> dict:
+    return {
+        "io_manager": ArtifactIOManager(data_home=str(data_home)),
+        "warehouse": WarehouseResource(data_home=str(data_home)),
+        "survey_source": SurveySourceResource(),
+        "trainer": trainer,
+    }
+
+
+def run(selection: list, data_home: Path, trainer: TrainerResource, instance: dg.DagsterInstance, partition: str | None = None,
+        raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+    return dg.materialize(ASSETS, selection=selection, partition_key=partition, resources=resources(data_home, trainer),
+                          instance=instance, raise_on_error=raise_on_error)
+
+
+def tiny_trainer(tiny_model_dir: Path, data_home: Path) -> TrainerResource:
+    return TrainerResource(base_model=str(tiny_model_dir), models_dir=str(data_home / "models"), max_steps=4, batch_size=8,
+                           save_steps=2, learning_rate=1e-2)
+
+
+def prepare_training_sets(data_home: Path, trainer: TrainerResource, instance: dg.DagsterInstance) -> None:
+    run([augmented_questions], data_home, trainer, instance)
+    for culture in load_registry().keys:
+        run([survey.seed_survey, training_set], data_home, trainer, instance, culture)
+
+
+def test_training_sets_culture_models_and_culturellm_one(tiny_model_dir, data_home):
+    instance = dg.DagsterInstance.ephemeral()
+    trainer = tiny_trainer(tiny_model_dir, data_home)
+    prepare_training_sets(data_home, trainer, instance)
+    chinese_set = pl.read_parquet(data_home / "assets" / "training_set" / "chinese.parquet")
+    assert {"sample_id", "question_id", "step", "split", "messages_json", "answer", "culture"} <= set(chinese_set.columns)
+
+    records = {}
+    for culture in ("german", "chinese"):
+        result = run([culture_model], data_home, trainer, instance, culture)
+        records[culture] = result.output_for_node("culture_model")
+    german = records["german"]
+    assert german["model_key"] == "german-default" and german["trainer"] == "local" and german["model_id"] is None
+    assert german["base_model"] == str(tiny_model_dir.resolve())
+    assert german["system_prompt"] == load_registry().get("german").system_prompt.english
+    assert german["artifact_hash"] == directory_hash(Path(german["adapter_path"]))
+    assert german["n_train"] > 100 and len(german["heldout_question_ids"]) == 5
+    assert json.loads((data_home / "assets" / "culture_model" / "german.json").read_text())["adapter_path"] == german["adapter_path"]
+    assert records["chinese"]["adapter_path"] != german["adapter_path"]
+    model, _ = load_adapter_model(german["adapter_path"])
+    assert json.loads((Path(german["adapter_path"]) / MANIFEST).read_text())["global_step"] == 4
+
+    one = run([culturellm_one], data_home, trainer, instance).output_for_node("culturellm_one")
+    assert one["culture"] == "all" and one["model_key"] == "all-default" and set(one["system_prompts"]) == set(load_registry().keys)
+    assert one["n_train"] > 8 * german["n_train"]
+
+    warehouse = WarehouseResource(data_home=str(data_home)).get()
+    lineage = warehouse.query("SELECT * FROM model_registry ORDER BY model_key")
+    assert lineage["model_key"].to_list() == ["all-default", "chinese-default", "german-default"]
+    row = lineage.filter(pl.col("model_key") == "german-default").row(0, named=True)
+    german_set = pl.read_parquet(data_home / "assets" / "training_set" / "german.parquet")
+    trained_ids = set(german_set.filter(pl.col("split") != "heldout")["sample_id"])
+    assert set(json.loads(row["sample_ids_json"])) == trained_ids <= set(sample_rows()["sample_id"])
+    assert row["training_set_version"] == german["training_set_version"] and row["artifact"] == german["adapter_path"]
+    assert json.loads(row["hyperparameters_json"])["lora_config"]["r"] == 8
+
+    # a second materialization with the same inputs reuses the adapter instead of training again
+    again = run([culture_model], data_home, trainer, instance, "german").output_for_node("culture_model")
+    assert again["adapter_path"] == german["adapter_path"] and again["artifact_hash"] == german["artifact_hash"]
+
+
+def test_ablation_models_are_materialized_per_culture_and_variant(tiny_model_dir, data_home):
+    instance = dg.DagsterInstance.ephemeral()
+    trainer = tiny_trainer(tiny_model_dir, data_home)
+    run([augmented_questions], data_home, trainer, instance)
+    run([survey.seed_survey], data_home, trainer, instance, "korean")
+    records = {}
+    for variant in ("seed_only", "prompt_native"):
+        key = dg.MultiPartitionKey({"culture": "korean", "variant": variant})
+        records[variant] = run([ablation_training_set, ablation_model], data_home, trainer, instance, key).output_for_node("ablation_model")
+    assert records["seed_only"]["model_key"] == "korean-seed_only" and records["seed_only"]["variant"] == "seed_only"
+    assert records["prompt_native"]["system_prompt"] == load_registry().get("korean").system_prompt.native
+    assert records["seed_only"]["n_train"] < records["prompt_native"]["n_train"]
+    assert records["seed_only"]["adapter_path"] != records["prompt_native"]["adapter_path"]
+    failed = run([ablation_training_set], data_home, trainer, instance, dg.MultiPartitionKey({"culture": "korean", "variant": "size_1000"}),
+                 raise_on_error=False)
+    assert not failed.success
+    assert "asked for 1000 samples" in str(failed.get_step_failure_events()[0].event_specific_data.error)
+
+
+def test_openai_trainer_through_dagster_waits_for_the_job_without_paying_twice(data_home, fake_openai):
+    fine_tuning = install_fine_tuning_routes(fake_openai)
+    instance = dg.DagsterInstance.ephemeral()
+    trainer = TrainerResource(kind="openai", base_model="gpt-4o-mini-2024-07-18", api_key="test", base_url=fake_openai.base_url)
+    run([augmented_questions], data_home, trainer, instance)
+    run([survey.seed_survey, training_set], data_home, trainer, instance, "turkish")
+
+    pending = run([culture_model], data_home, trainer, instance, "turkish", raise_on_error=False)
+    assert not pending.success
+    failure = pending.get_step_failure_events()[0].event_specific_data.error
+    (job_id,) = fine_tuning.jobs
+    assert f"fine-tuning job {job_id} is queued" in str(failure)
+
+    sensor_resources = {"trainer": trainer, "warehouse": WarehouseResource(data_home=str(data_home))}
+    with dg.build_sensor_context(instance=instance, resources=sensor_resources) as context:
+        assert list(openai_fine_tuning_sensor(context)) == []
+    model_id = fine_tuning.succeed(job_id)
+    with dg.build_sensor_context(instance=instance, resources=sensor_resources) as context:
+        (request,) = list(openai_fine_tuning_sensor(context))
+    assert request.partition_key == "turkish" and request.asset_selection == [dg.AssetKey("culture_model")]
+
+    record = run([culture_model], data_home, trainer, instance, "turkish").output_for_node("culture_model")
+    assert record["trainer"] == "openai" and record["model_id"] == model_id and record["adapter_path"] is None
+    assert sum(1 for r in fake_openai.requests if r.method == "POST" and r.path == "/v1/fine_tuning/jobs") == 1
+    lineage = WarehouseResource(data_home=str(data_home)).get().query("SELECT artifact, trainer FROM model_registry")
+    assert lineage.row(0) == (model_id, "openai")

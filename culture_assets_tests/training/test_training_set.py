@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+
+from culture_assets.cultures import load_registry
+from culture_assets.errors import InputError
+from culture_assets.resources import SurveySourceResource
+from culture_assets.survey.answers import read_answer_counts
+from culture_assets.survey.distribution import Pooling, seed_survey_table
+from culture_assets.survey.questions import load_questions
+from culture_assets.training.ablations import ABLATIONS, ablation_spec
+from culture_assets.training.training_set import (
+    ANSWER_INSTRUCTION,
+    PromptLanguage,
+    Targets,
+    TrainingSetSpec,
+    build_training_set,
+    heldout_questions,
+    training_set_version,
+)
+from culture_assets_tests.training.samples import augmented_questions
+
+QUESTIONS = load_questions()
+
+
+def survey(culture_key: str) -> pl.DataFrame:
+    source = SurveySourceResource()
+    counts = read_answer_counts(source.files(), [q.id for q in QUESTIONS])
+    return seed_survey_table(counts, QUESTIONS, load_registry().get(culture_key), Pooling.EQUAL_COUNTRY, source="test")
+
+
+@pytest.fixture(scope="module")
+def chinese_survey() -> pl.DataFrame:
+    return survey("chinese")
+
+
+def build(spec: TrainingSetSpec, culture: str = "chinese", seed_survey: pl.DataFrame | None = None) -> pl.DataFrame:
+    table = seed_survey if seed_survey is not None else survey(culture)
+    return build_training_set(augmented_questions(), table, QUESTIONS, load_registry().get(culture), spec)
+
+
+def test_rows_pair_each_variant_with_the_modal_answer_in_chat_format(chinese_survey):
+    table = build(TrainingSetSpec(heldout_count=0, validation_fraction=0.0), seed_survey=chinese_survey)
+    modal = dict(chinese_survey.filter(~pl.col("never_asked")).select("question_id", "modal_answer").iter_rows())
+    row = table.filter(pl.col("step") == "paraphrase").row(0, named=True)
+    messages = json.loads(row["messages_json"])
+    question = next(q for q in QUESTIONS if q.id == row["question_id"])
+    assert [m["role"] for m in messages] == ["system", "user", "assistant"]
+    assert messages[0]["content"] == load_registry().get("chinese").system_prompt.english
+    assert question.option_text() in messages[1]["content"] and ANSWER_INSTRUCTION in messages[1]["content"]
+    assert messages[1]["content"].startswith("In your opinion:") or messages[1]["content"].startswith("Tell me honestly.")
+    assert messages[2]["content"] == row["answer"] == str(modal[row["question_id"]])
+    assert set(table["split"]) == {"train"} and set(table["culture"]) == {"chinese"}
+
+
+def test_never_asked_questions_are_excluded(chinese_survey):
+    never = set(chinese_survey.filter(pl.col("never_asked"))["question_id"])
+    assert len(never) >= 10  # China was not asked 18 of the questions
+    table = build(TrainingSetSpec(), seed_survey=chinese_survey)
+    assert not never & set(table["question_id"])
+    assert table.height == 4 * (50 - len(never)) - sum(3 for q in heldout_questions([q.id for q in QUESTIONS], 5, 0) if q not in never)
+
+
+def test_heldout_seed_questions_are_the_same_for_every_culture_and_never_trained_on():
+    heldout = heldout_questions([q.id for q in QUESTIONS], 5, seed=0)
+    table = build(TrainingSetSpec(heldout_count=5), culture="german")
+    held = table.filter(pl.col("split") == "heldout")
+    assert sorted(held["question_id"]) == heldout and set(held["step"]) == {"seed"}
+    assert not set(heldout) & set(table.filter(pl.col("split") != "heldout")["question_id"])
+    arabic = build(TrainingSetSpec(heldout_count=5), culture="arabic")
+    assert set(arabic.filter(pl.col("split") == "heldout")["question_id"]) <= set(heldout)
+
+
+def test_validation_comes_from_variants_so_every_seed_question_is_trained():
+    table = build(TrainingSetSpec(validation_fraction=0.3), culture="german")
+    validation = table.filter(pl.col("split") == "validation")
+    assert validation.height > 10 and set(validation["step"]) <= {"paraphrase", "synonym"}
+    trained_seeds = set(table.filter((pl.col("split") == "train") & (pl.col("step") == "seed"))["question_id"])
+    assert trained_seeds == set(table.filter(pl.col("split") != "heldout")["question_id"])
+
+
+def test_size_fills_seeds_first_then_variants_round_robin():
+    table = build(TrainingSetSpec(size=60, heldout_count=0, validation_fraction=0.0), culture="german")
+    assert table.height == 60
+    assert table.filter(pl.col("step") == "seed").height == 50
+    assert table.filter(pl.col("step") != "seed")["question_id"].n_unique() == 10
+    small = build(TrainingSetSpec(size=20, heldout_count=0), culture="german")
+    assert small.height == 20 and set(small["step"]) == {"seed"}
+
+
+def test_asking_for_more_samples_than_exist_is_a_clear_error():
+    with pytest.raises(InputError, match=r"asked for 1000 samples but only \d+ exist"):
+        build(TrainingSetSpec(size=1000), culture="german")
+
+
+def test_step_filter_and_ablation_variants():
+    seed_only = build(ablation_spec("seed_only", TrainingSetSpec()), culture="german")
+    assert set(seed_only["step"]) == {"seed"}
+    plus_one = build(ablation_spec("plus_paraphrase", TrainingSetSpec()), culture="german")
+    assert set(plus_one["step"]) == {"seed", "paraphrase"}
+    native = build(ablation_spec("prompt_native", TrainingSetSpec()), culture="german")
+    assert json.loads(native["messages_json"][0])[0]["content"] == load_registry().get("german").system_prompt.native
+    assert set(ABLATIONS) >= {"size_50", "size_150", "size_500", "size_1000", "seed_only", "plus_synonym", "prompt_english"}
+
+
+def test_soft_targets_follow_the_distribution():
+    german = survey("german")
+    table = build(TrainingSetSpec(targets=Targets.DISTRIBUTION, heldout_count=0, validation_fraction=0.0), seed_survey=german)
+    assert set(table["target"]) == {"sampled"}
+    by_question = dict(german.select("question_id", "codes").iter_rows())
+    assert all(int(a) in by_question[q] for q, a in table.select("question_id", "answer").iter_rows())
+    modal = build(TrainingSetSpec(heldout_count=0, validation_fraction=0.0), seed_survey=german)
+    assert (table.sort("sample_id")["answer"] != modal.sort("sample_id")["answer"]).sum() > 0
+    again = build(TrainingSetSpec(targets=Targets.DISTRIBUTION, heldout_count=0, validation_fraction=0.0), seed_survey=german)
+    assert training_set_version(again) == training_set_version(table)
+
+
+def test_bad_augmented_rows_name_row_and_field():
+    bad = augmented_questions().with_columns(pl.when(pl.int_range(pl.len()) == 3).then(pl.lit("Q999")).otherwise(pl.col("question_id")).alias("question_id"))
+    with pytest.raises(InputError, match=r"row 4.*field 'question_id'.*Q999"):
+        build_training_set(bad, survey("german"), QUESTIONS, load_registry().get("german"), TrainingSetSpec())
+    with pytest.raises(ValueError, match="steps must include 'seed'"):
+        TrainingSetSpec(steps=("paraphrase",))
+
+
+def test_native_prompt_option_uses_registry_text():
+    spec = TrainingSetSpec(prompt_language=PromptLanguage.NATIVE, heldout_count=0)
+    table = build(spec, culture="korean")
+    assert json.loads(table["messages_json"][0])[0]["content"] == load_registry().get("korean").system_prompt.native
