@@ -1,0 +1,55 @@
+"""Model outputs cached in the DuckDB warehouse (`eval_cache`), so a re-run or a resumed run
+after a crash scores nothing twice. Keyed by a hash of the model fingerprint, the scorer, the
+exact messages and the answer choices."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Sequence
+
+import polars as pl
+
+from culture_assets.store import Warehouse
+
+Messages = list[dict[str, str]]
+
+
+def cache_key(fingerprint: str, scorer: str, messages: Messages, choices: Sequence[str], params: dict | None = None) -> str:
+    payload = json.dumps([fingerprint, scorer, messages, list(choices), params or {}], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CachedOutput:
+    prediction: str
+    scores: list[float] | None
+    raw_output: str | None
+
+
+@dataclass(frozen=True)
+class EvalCache:
+    warehouse: Warehouse
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, CachedOutput]:
+        if not keys:
+            return {}
+        self.warehouse.migrate()
+        with self.warehouse.connect(read_only=True) as con:
+            con.register("wanted", pl.DataFrame({"cache_key": list(set(keys))}).to_arrow())
+            found = con.execute(
+                "SELECT c.cache_key, c.prediction, c.scores_json, c.raw_output FROM eval_cache c JOIN wanted USING (cache_key)"
+            ).fetchall()
+        return {key: CachedOutput(pred, json.loads(scores) if scores else None, raw) for key, pred, scores, raw in found}
+
+    def put_many(self, rows: Sequence[dict]) -> None:
+        """rows: cache_key, model, scorer, dataset, row_id, prediction, scores (list | None), raw_output."""
+        if not rows:
+            return
+        frame = pl.DataFrame(
+            [{**{k: v for k, v in row.items() if k != "scores"}, "scores_json": json.dumps(row["scores"]) if row.get("scores") is not None else None} for row in rows],
+            schema={"cache_key": pl.String, "model": pl.String, "scorer": pl.String, "dataset": pl.String, "row_id": pl.String,
+                    "prediction": pl.String, "raw_output": pl.String, "scores_json": pl.String},
+        )
+        self.warehouse.upsert_rows("eval_cache", frame)
