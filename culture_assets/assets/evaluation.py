@@ -156,7 +156,7 @@ def wvs_alignment(
     targets = survey_targets(seed_survey, heldout)
     skipped = sorted(set(heldout) - set(targets))
     if skipped:
-        context.log.warning(f"held-out questions never asked in {culture.display_name}, left out: {skipped}")
+        context.log.warning(f"held-out questions not in the survey or never asked in {culture.display_name}, left out: {skipped}")
     store = warehouse.get()
     chat = eval_chat.complete() if _needs_chat(culture_model, culturellm_one) else None
     metrics, per_question = align_culture(

@@ -28,20 +28,21 @@ class CachedOutput:
     raw_output: str | None
 
 
-@dataclass(frozen=True)
+@dataclass
 class EvalCache:
     warehouse: Warehouse
+    _migrated: bool = False
 
     def get_many(self, keys: Sequence[str]) -> dict[str, CachedOutput]:
         if not keys:
             return {}
-        self.warehouse.migrate()
-        with self.warehouse.connect(read_only=True) as con:
-            con.register("wanted", pl.DataFrame({"cache_key": list(set(keys))}).to_arrow())
-            found = con.execute(
-                "SELECT c.cache_key, c.prediction, c.scores_json, c.raw_output FROM eval_cache c JOIN wanted USING (cache_key)"
-            ).fetchall()
-        return {key: CachedOutput(pred, json.loads(scores) if scores else None, raw) for key, pred, scores, raw in found}
+        if not self._migrated:
+            self.warehouse.migrate()
+            self._migrated = True
+        found = self.warehouse.query(
+            "SELECT cache_key, prediction, scores_json, raw_output FROM eval_cache WHERE list_contains(?, cache_key)", [list(set(keys))]
+        )
+        return {key: CachedOutput(pred, json.loads(scores) if scores else None, raw) for key, pred, scores, raw in found.iter_rows()}
 
     def put_many(self, rows: Sequence[dict]) -> None:
         """rows: cache_key, model, scorer, dataset, row_id, prediction, scores (list | None), raw_output."""

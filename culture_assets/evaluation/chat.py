@@ -76,10 +76,15 @@ def openai_chat(base_url: str | None, api_key: str | None, timeout_s: float = 60
 
     # a local vLLM / Ollama server needs no key; the client insists on one
     key = api_key or os.environ.get("OPENAI_API_KEY") or "not-needed"
-    client = AsyncOpenAI(base_url=base_url or None, api_key=key, timeout=timeout_s, max_retries=max_retries)
+    # the client's connection pool belongs to one event loop, and each task runs in its own loop
+    clients: dict[int, AsyncOpenAI] = {}
 
     async def complete(model: str, messages: Messages, params: dict[str, Any]) -> str:
-        response = await client.chat.completions.create(model=model, messages=messages, **params)
+        loop = id(asyncio.get_running_loop())
+        if loop not in clients:
+            clients.clear()
+            clients[loop] = AsyncOpenAI(base_url=base_url or None, api_key=key, timeout=timeout_s, max_retries=max_retries)
+        response = await clients[loop].chat.completions.create(model=model, messages=messages, **params)
         return response.choices[0].message.content or ""
 
     return complete

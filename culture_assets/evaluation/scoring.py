@@ -71,6 +71,8 @@ class ModelScorer:
     settings: ScoringSettings = field(default_factory=ScoringSettings)
     log: Callable[[str], None] = lambda message: None
     _local: LocalModel | None = None
+    # one event loop for the scorer's life, so the API client's connections are reused across tasks
+    _loop: asyncio.Runner | None = None
 
     @property
     def scorer_name(self) -> str:
@@ -126,7 +128,9 @@ class ModelScorer:
     def _score_chat(self, task: ChoiceTask, missing: list[int], keys: list[str], params: dict) -> tuple[dict[int, CachedOutput], int]:
         if self.chat is None:
             raise RuntimeError(f"{self.spec.label} is an API model ({self.spec.api_model}) but no chat client is configured")
-        replies = asyncio.run(
+        if self._loop is None:
+            self._loop = asyncio.Runner()
+        replies = self._loop.run(
             ask_all(self.chat, str(self.spec.api_model), [task.prompts[i] for i in missing], params, self.settings.concurrency)
         )
         fresh, rows, failed = {}, [], 0
@@ -142,4 +146,7 @@ class ModelScorer:
 
     def close(self) -> None:
         self._local = None
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None
         gc.collect()
