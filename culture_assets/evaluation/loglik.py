@@ -110,13 +110,16 @@ def score_packed(local: LocalModel, examples: Sequence[PackedExample]) -> list[l
     mask = torch.zeros(allowed.shape, dtype=dtype)
     mask[~torch.from_numpy(allowed)] = torch.finfo(dtype).min
     device = local.device
+    # Run the decoder, then the LM head only where a choice token is predicted: full logits
+    # (batch x length x vocabulary) would dominate memory and time with a real vocabulary.
+    causal = local.model.get_base_model() if hasattr(local.model, "get_base_model") else local.model
     with torch.inference_mode():
-        logits = local.model(
+        hidden = causal.get_decoder()(
             input_ids=input_ids.to(device),
             position_ids=position_ids.to(device),
             attention_mask=mask[:, None].to(device),
             use_cache=False,
-        ).logits
+        ).last_hidden_state
     # which position predicts each choice token: the prompt's last token for the first, then the previous token
     rows, positions, targets, owners = [], [], [], []
     for row, example in enumerate(examples):
@@ -126,12 +129,29 @@ def score_packed(local: LocalModel, examples: Sequence[PackedExample]) -> list[l
                 positions.append(example.prompt_length - 1 if j == 0 else start + j - 1)
                 targets.append(example.input_ids[start + j])
                 owners.append((row, k))
-    selected = logits[torch.tensor(rows, device=device), torch.tensor(positions, device=device)].float()
+    with torch.inference_mode():
+        selected = causal.get_output_embeddings()(hidden[torch.tensor(rows, device=device), torch.tensor(positions, device=device)]).float()
     token_logprobs = torch.log_softmax(selected, dim=-1).gather(1, torch.tensor(targets, device=device)[:, None])[:, 0].cpu().numpy()
     scores = [[0.0] * len(e.segments) for e in examples]
     for (row, k), value in zip(owners, token_logprobs):
         scores[row][k] += float(value)
     return scores
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int) -> list[list[int]]:
+    """Indices grouped longest first, each batch at most `batch_size` rows and `max_batch_tokens` padded tokens.
+
+    Attention costs grow with the square of the padded length, so a long example shares its
+    batch only with examples almost as long, and a batch of long ones is smaller.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
+    batches: list[list[int]] = []
+    for index in order:
+        if batches and len(batches[-1]) < batch_size and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= max_batch_tokens:
+            batches[-1].append(index)
+        else:
+            batches.append([index])
+    return batches
 
 
 def choice_logliks(
@@ -140,19 +160,17 @@ def choice_logliks(
     choices: Sequence[str],
     batch_size: int = 16,
     on_batch: Callable[[list[int], list[list[float]]], None] | None = None,
+    max_batch_tokens: int = 8192,
 ) -> np.ndarray:
     """(len(prompts), len(choices)) summed log-likelihood of each choice after each chat prompt.
 
-    Examples are sorted by length so batches pad little; `on_batch(indices, scores)` is called
-    after each batch with the prompts' indices (the caller writes its cache there, so a crash
-    loses one batch at most).
+    `on_batch(indices, scores)` is called after each batch with the prompts' indices (the caller
+    writes its cache there, so a crash loses one batch at most).
     """
     continuations = choice_ids(local.tokenizer, choices)
     packed = [pack(prompt_ids(local.tokenizer, messages), continuations) for messages in prompts]
-    order = sorted(range(len(packed)), key=lambda i: len(packed[i].input_ids), reverse=True)
     result = np.zeros((len(prompts), len(choices)))
-    for begin in range(0, len(order), batch_size):
-        chunk = order[begin : begin + batch_size]
+    for chunk in length_batches([len(p.input_ids) for p in packed], batch_size, max_batch_tokens):
         scores = score_packed(local, [packed[i] for i in chunk])
         for i, row in zip(chunk, scores):
             result[i] = row
