@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dagster as dg
 
-from culture_assets.assets import survey
+from culture_assets.assets import augmentation, survey
+from culture_assets.augment.resource import EmbedderResource
 from culture_assets.io_manager import ArtifactIOManager
+from culture_assets.llm import LLMResource
 from culture_assets.resources import SurveySourceResource, WarehouseResource
 
-ALL_ASSETS = dg.load_assets_from_modules([survey])
+ALL_ASSETS = dg.load_assets_from_modules([survey, augmentation])
 
 seed_survey_job = dg.define_asset_job(
     "seed_survey_job",
@@ -24,5 +26,7 @@ defs = dg.Definitions(
         "io_manager": ArtifactIOManager(),
         "warehouse": WarehouseResource(),
         "survey_source": SurveySourceResource(),
+        "llm": LLMResource(),  # OPENAI_API_KEY / OPENAI_BASE_URL from the environment, else local_model
+        "embedder": EmbedderResource(),
     },
 )

@@ -129,7 +129,9 @@ class FakeOpenAI:
             fault = self.faults.popleft() if self.faults else None
         if self.latency_s:
             time.sleep(self.latency_s)
-        if self.api_key is not None and headers.get("Authorization") != f"Bearer {self.api_key}":
+        # HTTP header names are case-insensitive; httpx sends them in lower case.
+        authorization = next((value for name, value in headers.items() if name.lower() == "authorization"), None)
+        if self.api_key is not None and authorization != f"Bearer {self.api_key}":
             return 401, {"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error", "code": "invalid_api_key"}}, {}
         if fault is not None:
             extra = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}

@@ -1,0 +1,321 @@
+"""Augmentation stage: paraphrases and templates (step 1), synonym variants (step 2), the semantic
+filter producing `augmented_questions`, and the quality analyses. Done once for all cultures."""
+
+import base64
+import io
+from collections import Counter
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from culture_assets.augment.candidates import candidates_frame, candidates_from_frame, seeds_from_frame
+from culture_assets.augment.checks import exact_duplicates, option_scale_problems, questions_below_minimum, rows_below_threshold
+from culture_assets.augment.generation import Step1Settings, Step2Settings, StepResult, paraphrase_step, synonym_step
+from culture_assets.augment.lineage import write_lineage
+from culture_assets.augment.quality import diversity_gain, judge_equivalence, perplexity, sample_pairs
+from culture_assets.augment.resource import EmbedderResource
+from culture_assets.augment.semantic_filter import DEFAULT_THRESHOLD, FilterSettings, semantic_filter
+from culture_assets.llm import DryRunStop, LLMError, LLMResource
+from culture_assets.markdown import markdown_table
+from culture_assets.resources import WarehouseResource
+from culture_assets.settings import atomic_path, data_home
+from culture_assets.store.warehouse import WRITER_POOL
+
+GROUP = "augmentation"
+AUGMENTED_COLUMNS = ["sample_id", "question_id", "text", "step", "parent_id", "similarity", "model", "prompt_hash"]
+
+
+class ParaphraseConfig(dg.Config):
+    n_paraphrases: int = Field(default=8, ge=1, description="Paraphrases asked for per request.")
+    n_templates: int = Field(default=2, ge=0, description="[x] templates asked for per request (and kept per question).")
+    target_accepted: int = Field(default=5, ge=1, description="Ask again until this many paraphrases pass the threshold.")
+    max_attempts: int = Field(default=3, ge=1, description="Requests per seed question at most.")
+    similarity_threshold: float = Field(default=DEFAULT_THRESHOLD, ge=-1, le=1)
+    temperature: float = 0.9
+    max_tokens: int = 1024
+
+
+class SynonymConfig(dg.Config):
+    fillings_per_template: int = Field(default=4, ge=1)
+    max_attempts: int = Field(default=2, ge=1, description="Requests per seed question at most (retries after a malformed reply).")
+    similarity_threshold: float = Field(default=DEFAULT_THRESHOLD, ge=-1, le=1)
+    temperature: float = 0.9
+    max_tokens: int = 1024
+
+
+class SemanticFilterConfig(dg.Config):
+    similarity_threshold: float = Field(default=DEFAULT_THRESHOLD, ge=-1, le=1, description="Cosine to the seed (paper: 0.8).")
+    max_per_question: int = Field(default=10, ge=1, description="Variants kept per seed question (the seed comes on top).")
+    mmr_lambda: float = Field(default=0.6, ge=0, le=1, description="1: most similar first; lower: more diverse.")
+    near_duplicate: float = Field(default=0.98, gt=0, le=1, description="Cosine above which a variant repeats a kept one.")
+    min_variants_per_question: int = Field(default=3, ge=0, description="The coverage check's minimum.")
+
+
+class AugmentationQualityConfig(dg.Config):
+    perplexity_model: str = Field(default="", description="Causal LM name or path; empty: the llm resource's local_model, else skipped.")
+    perplexity_batch_size: int = Field(default=16, ge=1)
+    judge_sample: int = Field(default=0, ge=0, description="(seed, variant) pairs rated by the llm with the paper's rubric; 0: off.")
+    judge_pass_score: int = Field(default=4, ge=1, le=5)
+    sample_seed: int = 0
+
+
+def _run_llm_step(step):
+    """Runs one LLM step, turning a dry run or an LLM failure into a clear Dagster failure."""
+    try:
+        return step()
+    except DryRunStop as stop:
+        e = stop.estimate
+        raise dg.Failure(
+            description=f"{stop} (set the llm resource's dry_run=false to spend)",
+            metadata={"requests": e.requests, "cached": e.cached, "to_send": e.to_send, "prompt_tokens_estimate": e.prompt_tokens, "max_completion_tokens": e.max_completion_tokens},
+        ) from None
+    except LLMError as error:
+        raise dg.Failure(description=f"{type(error).__name__}: {error} Responses already received are cached; re-run to resume.") from None
+
+
+def _step_metadata(frame: pl.DataFrame, result: StepResult, stats: dict) -> dict:
+    reasons = Counter(r.split(":")[0].split(" (")[0] for r in frame.filter(~pl.col("accepted"))["reason"].to_list() if r)
+    return {
+        "candidates": frame.height,
+        "accepted": int(frame["accepted"].sum()) if frame.height else 0,
+        "requests": result.requests,
+        "budget_exhausted": result.budget_exhausted,
+        "rejected_by_reason": dg.MetadataValue.json(dict(reasons)),
+        **stats,
+        "sample": dg.MetadataValue.md(markdown_table(frame.select("question_id", "text", "similarity", "accepted", "reason").head(15))),
+    }
+
+
+@dg.multi_asset(
+    group_name=GROUP,
+    pool=WRITER_POOL,
+    outs={
+        "paraphrases": dg.AssetOut(kinds={"openai", "parquet"}, description="Step 1: paraphrases of each seed question with their cosine to the seed."),
+        "question_templates": dg.AssetOut(kinds={"openai", "parquet"}, description="Step 1: seed questions with replaceable words as [x] slots."),
+    },
+    description="Step 1 of the augmentation: paraphrases and [x] templates, one structured LLM call per seed question.",
+)
+def paraphrases_and_templates(
+    context: dg.AssetExecutionContext,
+    config: ParaphraseConfig,
+    wvs_questions: pl.DataFrame,
+    llm: LLMResource,
+    embedder: EmbedderResource,
+    warehouse: WarehouseResource,
+):
+    seeds = seeds_from_frame(wvs_questions)
+    runner = llm.runner(warehouse.get(), log=context.log.info)
+    settings = Step1Settings(config.n_paraphrases, config.n_templates, config.target_accepted, config.max_attempts, config.similarity_threshold, config.temperature, config.max_tokens)
+    paraphrase_result, template_result = _run_llm_step(lambda: paraphrase_step(seeds, runner, embedder.get(), settings))
+    paraphrases = candidates_frame(paraphrase_result.candidates)
+    templates = candidates_frame(template_result.candidates)
+    stats = runner.stats.as_metadata()
+    context.log.info(f"step 1: {paraphrases.height} paraphrase candidates, {templates.height} templates for {len(seeds)} seed questions; {stats}")
+    if paraphrase_result.budget_exhausted:
+        context.log.warning("the LLM budget ran out during step 1: some seed questions got fewer requests; re-run with a larger budget to resume")
+    yield dg.Output(paraphrases, output_name="paraphrases", metadata=_step_metadata(paraphrases, paraphrase_result, stats))
+    yield dg.Output(templates, output_name="question_templates", metadata={"templates": templates.height, "usable": int(templates["accepted"].sum()) if templates.height else 0})
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"openai", "parquet"},
+    pool=WRITER_POOL,
+    description="Step 2: template slots filled with context-aware synonyms from the LLM, as full sentences with cosine to the seed.",
+)
+def synonym_variants(
+    context: dg.AssetExecutionContext,
+    config: SynonymConfig,
+    wvs_questions: pl.DataFrame,
+    question_templates: pl.DataFrame,
+    llm: LLMResource,
+    embedder: EmbedderResource,
+    warehouse: WarehouseResource,
+) -> pl.DataFrame:
+    seeds = seeds_from_frame(wvs_questions)
+    runner = llm.runner(warehouse.get(), log=context.log.info)
+    settings = Step2Settings(config.fillings_per_template, config.max_attempts, config.similarity_threshold, config.temperature, config.max_tokens)
+    result = _run_llm_step(lambda: synonym_step(seeds, candidates_from_frame(question_templates), runner, embedder.get(), settings))
+    frame = candidates_frame(result.candidates)
+    if result.budget_exhausted:
+        context.log.warning("the LLM budget ran out during step 2; re-run with a larger budget to resume")
+    context.add_output_metadata(_step_metadata(frame, result, runner.stats.as_metadata()))
+    return frame
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "duckdb", "parquet"},
+    pool=WRITER_POOL,
+    description="The accepted question variants (seeds included) after the cosine threshold, de-duplication and diverse (MMR) selection.",
+    check_specs=[
+        dg.AssetCheckSpec("every_question_covered", asset="augmented_questions", blocking=True, description="Every seed question has at least the configured number of accepted variants."),
+        dg.AssetCheckSpec("similarity_above_threshold", asset="augmented_questions", blocking=True, description="No accepted variant has a cosine to its seed below the threshold."),
+        dg.AssetCheckSpec("no_exact_duplicates", asset="augmented_questions", blocking=True, description="No sentence repeats within a question (case, spaces, end punctuation ignored)."),
+        dg.AssetCheckSpec("option_scale_unchanged", asset="augmented_questions", blocking=True, description="Every variant belongs to a seed question and lists no answer scale other than the seed's."),
+    ],
+)
+def augmented_questions(
+    context: dg.AssetExecutionContext,
+    config: SemanticFilterConfig,
+    wvs_questions: pl.DataFrame,
+    paraphrases: pl.DataFrame,
+    question_templates: pl.DataFrame,
+    synonym_variants: pl.DataFrame,
+    embedder: EmbedderResource,
+    warehouse: WarehouseResource,
+):
+    seeds = seeds_from_frame(wvs_questions)
+    candidates = candidates_from_frame(pl.concat([paraphrases, question_templates, synonym_variants]))
+    settings = FilterSettings(config.similarity_threshold, config.max_per_question, config.mmr_lambda, config.near_duplicate)
+    decided = semantic_filter(seeds, candidates, embedder.get(), settings)
+    lineage_rows = write_lineage(warehouse.get(), decided, context.run.run_id)
+    everything = candidates_frame(decided)
+    augmented = everything.filter(pl.col("accepted") & pl.col("step").is_in(["seed", "paraphrase", "synonym"])).select(AUGMENTED_COLUMNS)
+
+    per_step = augmented.group_by("step").len().sort("step")
+    per_question = augmented.filter(pl.col("step") != "seed").group_by("question_id").len()
+    reasons = Counter(r.split(":")[0].split(" (")[0] for r in everything.filter(~pl.col("accepted"))["reason"].to_list() if r)
+    context.log.info(f"kept {augmented.height} rows ({dict(per_step.iter_rows())}); {lineage_rows} lineage rows written")
+    yield dg.Output(
+        augmented,
+        metadata={
+            "rows": augmented.height,
+            "by_step": dg.MetadataValue.md(markdown_table(per_step)),
+            "variants_per_question_min": int(per_question["len"].min() or 0) if per_question.height else 0,
+            "variants_per_question_mean": float(per_question["len"].mean() or 0) if per_question.height else 0.0,
+            "mean_similarity": float(augmented.filter(pl.col("step") != "seed")["similarity"].mean() or 0.0),
+            "lineage_rows": lineage_rows,
+            "rejected_by_reason": dg.MetadataValue.json(dict(reasons)),
+            "threshold": config.similarity_threshold,
+            "sample": dg.MetadataValue.md(markdown_table(augmented.select("question_id", "step", "similarity", "text").head(20))),
+        },
+    )
+
+    thin = questions_below_minimum(augmented, [s.question_id for s in seeds], config.min_variants_per_question)
+    yield dg.AssetCheckResult(
+        check_name="every_question_covered",
+        passed=not thin,
+        metadata={"below_minimum": dg.MetadataValue.json(thin), "minimum": config.min_variants_per_question},
+        description=None if not thin else f"{len(thin)} seed questions have fewer than {config.min_variants_per_question} variants: {thin}",
+    )
+    low = rows_below_threshold(augmented.filter(pl.col("step") != "seed"), config.similarity_threshold)
+    yield dg.AssetCheckResult(
+        check_name="similarity_above_threshold",
+        passed=low.height == 0,
+        metadata={"rows_below": low.height, "lowest": float(augmented["similarity"].min() or 0.0)},
+    )
+    duplicates = exact_duplicates(augmented)
+    yield dg.AssetCheckResult(
+        check_name="no_exact_duplicates",
+        passed=duplicates.height == 0,
+        metadata={"duplicates": dg.MetadataValue.md(markdown_table(duplicates)) if duplicates.height else "none"},
+    )
+    problems = option_scale_problems(augmented, wvs_questions)
+    yield dg.AssetCheckResult(check_name="option_scale_unchanged", passed=not problems, metadata={"problems": dg.MetadataValue.json(problems[:50])})
+
+
+def _plot(augmented: pl.DataFrame, figures: dict, judge_scores: list[int]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for step in ("paraphrase", "synonym"):
+        values = augmented.filter(pl.col("step") == step)["similarity"].to_list()
+        if values:
+            axes[0].hist(values, bins=20, alpha=0.6, label=f"{step} (n={len(values)})")
+    axes[0].set(title="Cosine to the seed question", xlabel="cosine", ylabel="variants")
+    axes[0].legend()
+    if "perplexity_seed" in figures:
+        axes[1].bar(["seed", "augmented"], [figures["perplexity_seed"], figures["perplexity_augmented"]], color=["grey", "tab:blue"])
+        axes[1].set(title=f"Perplexity under {figures['perplexity_model_name']}", ylabel="perplexity (token-level)")
+    else:
+        axes[1].text(0.5, 0.5, "perplexity not computed\n(no perplexity_model)", ha="center", va="center")
+        axes[1].set_axis_off()
+    if judge_scores:
+        axes[2].hist(judge_scores, bins=[0.5, 1.5, 2.5, 3.5, 4.5, 5.5], rwidth=0.8)
+        axes[2].set(title=f"LLM judge, 1-5 rubric (mean {figures['judge_mean']:.2f})", xlabel="score", ylabel="pairs")
+    else:
+        counts = augmented.filter(pl.col("step") != "seed").group_by("question_id").len()["len"].to_list()
+        axes[2].hist(counts, bins=range(0, max(counts, default=0) + 2))
+        axes[2].set(title=f"Variants per seed question (diversity gain {figures['diversity_gain']:.3f})", xlabel="variants", ylabel="questions")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "matplotlib"},
+    pool=WRITER_POOL,
+    description="Perplexity, diversity gain and LLM-judged semantic equivalence of the augmented questions vs the seeds, with a plot.",
+)
+def augmentation_quality(
+    context: dg.AssetExecutionContext,
+    config: AugmentationQualityConfig,
+    augmented_questions: pl.DataFrame,
+    embedder: EmbedderResource,
+    llm: LLMResource,
+    warehouse: WarehouseResource,
+) -> dict:
+    seeds = augmented_questions.filter(pl.col("step") == "seed")
+    variants = augmented_questions.filter(pl.col("step") != "seed")
+    if variants.height == 0:
+        raise dg.Failure(description="augmented_questions has no accepted variants: nothing to analyse; materialize the augmentation first")
+    seed_text = dict(seeds.select("question_id", "text").iter_rows())
+    model = embedder.get()
+    figures: dict = {
+        "seed_questions": seeds.height,
+        "variants": variants.height,
+        "diversity_gain": diversity_gain(seeds["text"].to_list(), variants["text"].to_list(), model),
+        "embedding_encodings": model.encoded,
+        "mean_similarity": float(variants["similarity"].mean()),
+    }
+    perplexity_model = config.perplexity_model or llm.local_model
+    if perplexity_model:
+        seed_ppl = perplexity(seeds["text"].to_list(), perplexity_model, config.perplexity_batch_size)
+        variant_ppl = perplexity(variants["text"].to_list(), perplexity_model, config.perplexity_batch_size)
+        figures |= {
+            "perplexity_model_name": perplexity_model,
+            "perplexity_seed": seed_ppl.corpus,
+            "perplexity_augmented": variant_ppl.corpus,
+            "perplexity_seed_mean_sentence": seed_ppl.mean_sentence,
+            "perplexity_augmented_mean_sentence": variant_ppl.mean_sentence,
+        }
+    else:
+        context.log.warning("perplexity skipped: set perplexity_model (a causal LM name or path) or the llm resource's local_model")
+    judge_scores: list[int] = []
+    if config.judge_sample:
+        pairs = [(seed_text[q], t) for q, t in variants.select("question_id", "text").iter_rows() if q in seed_text]
+        runner = llm.runner(warehouse.get(), log=context.log.info)
+        summary = _run_llm_step(lambda: judge_equivalence(sample_pairs(pairs, config.judge_sample, config.sample_seed), runner, config.judge_pass_score))
+        judge_scores = summary.scores
+        figures |= {
+            "judge_model": llm.model_name,
+            "judge_pairs": len(summary.scores) + summary.invalid,
+            "judge_invalid": summary.invalid,
+            "judge_mean": summary.mean,
+            "judge_std": summary.std,
+            "judge_pass_rate": summary.pass_rate,
+            "judge_pass_score": summary.pass_score,
+        }
+    png = _plot(augmented_questions, figures, judge_scores)
+    target = data_home(warehouse.data_home or None) / "plots" / "augmentation_quality.png"
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(png)
+    figures["plot_path"] = str(target)
+    numbers = {k: v for k, v in figures.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    context.add_output_metadata(
+        {
+            **numbers,
+            "figures": dg.MetadataValue.md(markdown_table(pl.DataFrame({"figure": list(numbers), "value": [float(v) for v in numbers.values()]}))),
+            "plot": dg.MetadataValue.md(f"![augmentation quality](data:image/png;base64,{base64.b64encode(png).decode()})"),
+            "plot_path": dg.MetadataValue.path(str(target)),
+        }
+    )
+    return figures

@@ -1,0 +1,130 @@
+"""The semantic filter: keep variants close in meaning to their seed, and among those a diverse subset.
+
+For each seed question: drop candidates below the cosine threshold, exact duplicates (after
+normalising case, spaces and end punctuation) and near-duplicates of something already kept,
+then pick up to `max_per_question` by maximal marginal relevance (MMR): each pick maximises
+lambda * cos(candidate, seed) - (1 - lambda) * max cos(candidate, already kept, seed included).
+Taking the most similar ones instead (the reference code) keeps near-copies of the seed.
+Every question is handled on its own, so every seed is covered (stratified by question).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import numpy as np
+
+from culture_assets.augment.candidates import Candidate, SeedQuestion, seed_candidate
+from culture_assets.augment.embedder import Embedder
+
+DEFAULT_THRESHOLD = 0.8
+_END_PUNCTUATION = re.compile(r"[\s?.!…]+$")
+
+
+def normalized_text(text: str) -> str:
+    return _END_PUNCTUATION.sub("", " ".join(text.casefold().split()))
+
+
+@dataclass(frozen=True)
+class Decision:
+    index: int
+    accepted: bool
+    reason: str | None
+
+
+def below_threshold_reason(similarity: float, threshold: float) -> str:
+    return f"similarity {similarity:.3f} below threshold {threshold:.2f}"
+
+
+def select_diverse(
+    seed_text: str,
+    seed_vector: np.ndarray,
+    texts: Sequence[str],
+    vectors: np.ndarray,
+    similarities: np.ndarray,
+    threshold: float = DEFAULT_THRESHOLD,
+    max_per_question: int = 10,
+    mmr_lambda: float = 0.6,
+    near_duplicate: float = 0.98,
+    ids: Sequence[str] | None = None,
+) -> list[Decision]:
+    """One decision per candidate of one seed question (vectors L2-normalised, similarities to the seed)."""
+    ids = list(ids) if ids is not None else [str(i) for i in range(len(texts))]
+    decisions: dict[int, Decision] = {}
+    seen = {normalized_text(seed_text): "the seed"}
+    eligible: list[int] = []
+    for i, text in enumerate(texts):
+        key = normalized_text(text)
+        if similarities[i] < threshold:
+            decisions[i] = Decision(i, False, below_threshold_reason(float(similarities[i]), threshold))
+        elif key in seen:
+            decisions[i] = Decision(i, False, f"duplicate of {seen[key]}")
+        else:
+            seen[key] = ids[i]
+            eligible.append(i)
+
+    kept: list[int] = []
+    kept_vectors = [seed_vector]
+    remaining = list(eligible)
+    while remaining and len(kept) < max_per_question:
+        pool = vectors[remaining]
+        redundancy = (pool @ np.stack(kept_vectors).T).max(axis=1)
+        scores = mmr_lambda * similarities[remaining] - (1 - mmr_lambda) * redundancy
+        best = int(np.argmax(scores))
+        choice = remaining.pop(best)
+        if redundancy[best] >= near_duplicate:
+            decisions[choice] = Decision(choice, False, f"near-duplicate (cosine {redundancy[best]:.3f}) of a kept sentence")
+            continue
+        kept.append(choice)
+        kept_vectors.append(vectors[choice])
+        decisions[choice] = Decision(choice, True, None)
+    for i in remaining:
+        decisions[i] = Decision(i, False, f"not selected: {max_per_question} more diverse variants kept for this question")
+    return [decisions[i] for i in range(len(texts))]
+
+
+@dataclass(frozen=True)
+class FilterSettings:
+    threshold: float = DEFAULT_THRESHOLD
+    max_per_question: int = 10
+    mmr_lambda: float = 0.6
+    near_duplicate: float = 0.98
+
+
+def semantic_filter(seeds: Sequence[SeedQuestion], candidates: Sequence[Candidate], embedder: Embedder, settings: FilterSettings) -> list[Candidate]:
+    """Final decision for every candidate (seed rows first, always kept): accepted = in the augmented set.
+
+    Sentences rejected by their own step keep that reason; the rest go through the threshold,
+    de-duplication and MMR selection per seed question. Each unique sentence is encoded once.
+    """
+    seed_rows = [seed_candidate(s) for s in seeds]
+    known = {s.question_id for s in seeds}
+    sentences = [c for c in candidates if c.step in ("paraphrase", "synonym") and c.accepted and c.question_id in known]
+    texts = [s.text for s in seeds] + [c.text for c in sentences]
+    vectors = embedder.encode(texts)
+    seed_vectors = dict(zip((s.question_id for s in seeds), vectors[: len(seeds)]))
+    candidate_vectors = vectors[len(seeds):]
+    decided: dict[str, Candidate] = {}
+    for seed in seeds:
+        rows = [i for i, c in enumerate(sentences) if c.question_id == seed.question_id]
+        if not rows:
+            continue
+        own = candidate_vectors[rows]
+        similarities = own @ seed_vectors[seed.question_id]
+        decisions = select_diverse(
+            seed.text, seed_vectors[seed.question_id], [sentences[i].text for i in rows], own, similarities,
+            settings.threshold, settings.max_per_question, settings.mmr_lambda, settings.near_duplicate,
+            ids=[sentences[i].sample_id for i in rows],
+        )
+        for i, decision in zip(rows, decisions):
+            row = replace(sentences[i], similarity=float(similarities[decision.index]), accepted=decision.accepted, reason=decision.reason)
+            decided[row.sample_id] = row
+    final = list(seed_rows)
+    for c in candidates:
+        if c.step == "template" or c.sample_id not in decided:
+            final.append(c if c.step == "template" or not c.accepted else c.rejected("question is not among the seeds"))
+        else:
+            final.append(decided[c.sample_id])
+    return final
