@@ -10,7 +10,8 @@ from culture_assets.assets.evaluation import culture_scores, eval_dataset, wvs_a
 from culture_assets.assets.reports import culture_report
 from culture_assets.assets.survey import seed_survey, wvs_questions, wvs_wave
 from culture_assets.evaluation.report import TINY_WARNING
-from culture_assets.evaluation.resource import ChatScorerResource, EvalDataResource
+from culture_assets.evaluation.resource import EvalDataResource
+from culture_assets.llm import LLMResource
 from culture_assets.io_manager import ArtifactIOManager
 from culture_assets.resources import SurveySourceResource, WarehouseResource
 from culture_assets.store import Warehouse
@@ -29,7 +30,7 @@ def _resources(data_home, data_dir, manifests_dir, chat_url="http://127.0.0.1:9/
         "warehouse": WarehouseResource(data_home=str(data_home)),
         "survey_source": SurveySourceResource(),
         "eval_data": EvalDataResource(data_dir=str(data_dir), manifests_dir=str(manifests_dir)),
-        "eval_chat": ChatScorerResource(base_url=chat_url, api_key="test-key", max_retries=2),
+        "llm": LLMResource(base_url=chat_url, api_key="test-key", max_retries=3, backoff_base_s=0.01),
     }
 
 

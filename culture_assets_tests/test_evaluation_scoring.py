@@ -5,11 +5,12 @@ import pytest
 import torch
 
 from culture_assets.evaluation.cache import EvalCache
-from culture_assets.evaluation.chat import openai_chat, parse_answer
+from culture_assets.evaluation.chat import chat_runner, parse_answer
 from culture_assets.evaluation.loglik import choice_ids, choice_logliks, generate_constrained, load_local_model, prompt_ids
 from culture_assets.evaluation.metrics import INVALID
 from culture_assets.evaluation.models import ModelUnderTest, Role
 from culture_assets.evaluation.scoring import ChoiceTask, ModelScorer
+from culture_assets.llm import LLMResource
 from culture_assets.store import Warehouse
 from culture_assets_tests.evaluation_fixtures import make_adapter
 
@@ -65,14 +66,16 @@ def test_structured_parser():
 
 def test_chat_scorer_sends_temperature_zero_and_caches(tmp_path, fake_openai):
     fake_openai.chat_reply = lambda body: "yes" if "1" in body["messages"][-1]["content"] else "definitely"
-    cache = EvalCache(Warehouse(tmp_path / "w.duckdb"))
+    warehouse = Warehouse(tmp_path / "w.duckdb")
+    cache = EvalCache(warehouse)
+    llm = LLMResource(base_url=fake_openai.base_url, api_key="k")
     spec = ModelUnderTest(role=Role.CULTURE_MODEL, trainer="openai", base_model="b", api_model="ft-x")
     task = ChoiceTask("d", ["1", "0"], ["yes", "no"], ["r1", "r2"], [[{"role": "user", "content": f"text {i}"}] for i in (1, 2)])
-    scorer = ModelScorer(spec, cache, openai_chat(fake_openai.base_url, "k"))
+    scorer = ModelScorer(spec, cache, lambda model: chat_runner(llm, model, warehouse))
     outputs = scorer.run(task)
     assert outputs.predictions == ["1", INVALID] and outputs.n_cached == 0
-    assert all(r.body["temperature"] == 0 for r in fake_openai.requests)
-    again = ModelScorer(spec, cache, openai_chat(fake_openai.base_url, "k")).run(task)
+    assert all(r.body["temperature"] == 0 and r.body["model"] == "ft-x" for r in fake_openai.requests)
+    again = ModelScorer(spec, cache, lambda model: chat_runner(llm, model, warehouse)).run(task)
     assert again.predictions == outputs.predictions and again.n_cached == 2
     assert fake_openai.count(r"/chat/completions") == 2
     scorer.close()

@@ -9,12 +9,15 @@ from culture_assets.evaluation.alignment import ALIGNMENT_METRICS, align_culture
 from culture_assets.evaluation.cache import EvalCache
 from culture_assets.evaluation.loader import DatasetStatus, load_datasets
 from culture_assets.evaluation.models import models_under_test
-from culture_assets.evaluation.resource import ChatScorerResource, EvalDataResource
+from culture_assets.evaluation.chat import chat_runner
+from culture_assets.evaluation.resource import EvalDataResource
 from culture_assets.evaluation.scoring import ScoringSettings
 from culture_assets.evaluation.suite import AVERAGE, BootstrapSettings, score_culture
 from culture_assets.evaluation.store import write_dataset_status, write_metrics
 from culture_assets.markdown import markdown_table
+from culture_assets.llm import LLMResource
 from culture_assets.resources import SurveySourceResource, WarehouseResource
+from culture_assets.store import Warehouse
 from culture_assets.store.warehouse import WRITER_POOL
 
 GROUP = "evaluation"
@@ -29,21 +32,23 @@ class EvalDatasetConfig(dg.Config):
 
 class ScoringConfig(dg.Config):
     batch_size: int = 16
-    concurrency: int = 8
     structured_output: bool = False  # send a JSON-schema enum of the labels to API models
     device: str = ""  # empty: cuda when available, else cpu
     n_resamples: int = 1000
     bootstrap_seed: int = 0
 
     def settings(self) -> ScoringSettings:
-        return ScoringSettings(self.batch_size, self.concurrency, self.structured_output, self.device or None)
+        return ScoringSettings(self.batch_size, self.structured_output, self.device or None)
 
     def bootstrap(self) -> BootstrapSettings:
         return BootstrapSettings(self.n_resamples, self.bootstrap_seed)
 
 
-def _needs_chat(*records: dict) -> bool:
-    return any(record.get("trainer") == "openai" for record in records)
+def _chat_runners(llm: LLMResource, store: Warehouse, context: dg.AssetExecutionContext, *records: dict):
+    """Runners of the LLM layer, one per API model, only when a model is served by an API."""
+    if not any(record.get("trainer") == "openai" for record in records):
+        return None
+    return lambda model: chat_runner(llm, model, store, context.log.info)
 
 
 @dg.asset(
@@ -103,17 +108,17 @@ def culture_scores(
     culturellm_one: dict,
     eval_dataset: pl.DataFrame,
     eval_data: EvalDataResource,
-    eval_chat: ChatScorerResource,
+    llm: LLMResource,
     warehouse: WarehouseResource,
 ) -> dg.Output:
     culture = load_registry().get(context.partition_key)
     models = models_under_test(culture_model, culturellm_one, culture.system_prompt.english)
     manifests = {m.id: m for m in eval_data.manifests(culture.key)}
     store = warehouse.get()
-    chat = eval_chat.complete() if _needs_chat(culture_model, culturellm_one) else None
+    chat = _chat_runners(llm, store, context, culture_model, culturellm_one)
     metrics, predictions = score_culture(
         culture.key, models, manifests, eval_dataset, EvalCache(store), chat, config.settings(), config.bootstrap(),
-        run_config={"scoring": config.model_dump(exclude={"concurrency", "batch_size", "device"})}, log=context.log.info,
+        run_config={"scoring": config.model_dump(exclude={"batch_size", "device"})}, log=context.log.info,
     )
     write_metrics(store, metrics, context.run_id, culture.key, ["macro_f1"], [m.label for m in models])
     average = metrics.filter(pl.col("dataset") == AVERAGE).select("model", "value", "ci_low", "ci_high", "n", "invalid_rate")
@@ -147,7 +152,7 @@ def wvs_alignment(
     culturellm_one: dict,
     seed_survey: pl.DataFrame,
     survey_source: SurveySourceResource,
-    eval_chat: ChatScorerResource,
+    llm: LLMResource,
     warehouse: WarehouseResource,
 ) -> dg.Output:
     culture = load_registry().get(context.partition_key)
@@ -158,10 +163,10 @@ def wvs_alignment(
     if skipped:
         context.log.warning(f"held-out questions not in the survey or never asked in {culture.display_name}, left out: {skipped}")
     store = warehouse.get()
-    chat = eval_chat.complete() if _needs_chat(culture_model, culturellm_one) else None
+    chat = _chat_runners(llm, store, context, culture_model, culturellm_one)
     metrics, per_question = align_culture(
         culture.key, models, survey_source.questions(), targets, EvalCache(store), chat, config.settings(), config.bootstrap(),
-        run_config={"scoring": config.model_dump(exclude={"concurrency", "batch_size", "device"})}, log=context.log.info,
+        run_config={"scoring": config.model_dump(exclude={"batch_size", "device"})}, log=context.log.info,
     )
     write_metrics(store, metrics, context.run_id, culture.key, list(ALIGNMENT_METRICS), [m.label for m in models])
     return dg.Output(

@@ -21,10 +21,9 @@ from scipy.spatial.distance import jensenshannon
 from scipy.stats import wasserstein_distance
 
 from culture_assets.evaluation.cache import EvalCache
-from culture_assets.evaluation.chat import ChatComplete
 from culture_assets.evaluation.metrics import INVALID, bootstrap_indices, percentile_ci
 from culture_assets.evaluation.models import ModelUnderTest
-from culture_assets.evaluation.scoring import ChoiceTask, ModelScorer, ScoringSettings
+from culture_assets.evaluation.scoring import ChatRunnerFactory, ChoiceTask, ModelScorer, ScoringSettings
 from culture_assets.evaluation.suite import METRIC_COLUMNS, BootstrapSettings, config_hash
 from culture_assets.survey.questions import WVSQuestion
 
@@ -86,7 +85,7 @@ def align_culture(
     questions: Sequence[WVSQuestion],
     targets: dict[str, tuple[list[int], np.ndarray, int]],
     cache: EvalCache,
-    chat: ChatComplete | None,
+    chat: ChatRunnerFactory | None,
     settings: ScoringSettings,
     bootstrap: BootstrapSettings,
     run_config: dict,

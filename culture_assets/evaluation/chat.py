@@ -5,20 +5,22 @@ request also carries a JSON schema whose `answer` is an enum of them (structured
 parser accepts an answer only when, after normalising case, whitespace, quotes and a final full
 stop, it IS one verbalizer (or its raw label). Anything else is INVALID: it counts as wrong and
 its rate is reported, instead of being guessed from substrings as the reference code did.
+Requests go through the LLM layer (culture_assets.llm): concurrency, retries, budget and the
+llm_cache table, so a re-run or a resumed run sends nothing twice.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-from typing import Any, Awaitable, Callable, Sequence
+import os
+from typing import Any, Callable, Sequence
 
+from culture_assets.errors import InputError
 from culture_assets.evaluation.manifest import normalise_answer
 from culture_assets.evaluation.metrics import INVALID
-
-Messages = list[dict[str, str]]
-# The one call the scorer makes: (model, messages, extra request params) -> the reply text.
-ChatComplete = Callable[[str, Messages, dict[str, Any]], Awaitable[str]]
+from culture_assets.llm import Budget, ChatRunner, LLMResource, OpenAIChatGenerator, ResponseCache, RetryPolicy
+from culture_assets.llm.resource import API_KEY_ENV, BASE_URL_ENV
+from culture_assets.store import Warehouse
 
 
 def answer_schema(verbalizers: Sequence[str]) -> dict[str, Any]:
@@ -64,41 +66,19 @@ def parse_answer(output: str | None, labels: Sequence[str], verbalizers: Sequenc
     return INVALID
 
 
-def openai_chat(base_url: str | None, api_key: str | None, timeout_s: float = 60.0, max_retries: int = 5) -> ChatComplete:
-    """A ChatComplete on the plain `openai` AsyncOpenAI client (retries 429/5xx with backoff itself).
-
-    The project's cached, budgeted LLM layer (culture_assets/llm, issue 4) can replace this by
-    providing the same callable.
-    """
-    import os
-
-    from openai import AsyncOpenAI
-
-    # a local vLLM / Ollama server needs no key; the client insists on one
-    key = api_key or os.environ.get("OPENAI_API_KEY") or "not-needed"
-    # the client's connection pool belongs to one event loop, and each task runs in its own loop
-    clients: dict[int, AsyncOpenAI] = {}
-
-    async def complete(model: str, messages: Messages, params: dict[str, Any]) -> str:
-        loop = id(asyncio.get_running_loop())
-        if loop not in clients:
-            clients.clear()
-            clients[loop] = AsyncOpenAI(base_url=base_url or None, api_key=key, timeout=timeout_s, max_retries=max_retries)
-        response = await clients[loop].chat.completions.create(model=model, messages=messages, **params)
-        return response.choices[0].message.content or ""
-
-    return complete
-
-
-async def ask_all(complete: ChatComplete, model: str, prompts: Sequence[Messages], params: dict[str, Any], concurrency: int = 8) -> list[str | None]:
-    """Every prompt's reply, at most `concurrency` in flight; a failed request yields None (invalid)."""
-    gate = asyncio.Semaphore(concurrency)
-
-    async def one(messages: Messages) -> str | None:
-        async with gate:
-            try:
-                return await complete(model, messages, params)
-            except Exception:  # noqa: BLE001 - after the client's retries, a failed call is an invalid answer, reported as such
-                return None
-
-    return list(await asyncio.gather(*(one(m) for m in prompts)))
+def chat_runner(llm: LLMResource, model: str, warehouse: Warehouse, log: Callable[[str], None] | None = None) -> ChatRunner:
+    """The LLM layer's cached, budgeted, retrying runner, for `model` (a base or fine-tuned model id)
+    rather than the resource's default model; responses go to the warehouse's llm_cache."""
+    key = (llm.api_key or os.environ.get(API_KEY_ENV, "")).strip()
+    if not key:
+        raise InputError("llm resource", f"scoring the API model {model!r} needs an API key: set {API_KEY_ENV}", field="api_key")
+    generator = OpenAIChatGenerator(model, key, llm.base_url or os.environ.get(BASE_URL_ENV) or None, timeout_s=llm.request_timeout_s)
+    return ChatRunner(
+        generator,
+        ResponseCache(warehouse),
+        concurrency=llm.concurrency,
+        retry=RetryPolicy(llm.max_retries, llm.backoff_base_s, llm.max_backoff_s),
+        budget=Budget(llm.max_requests, llm.max_tokens),
+        dry_run=llm.dry_run,
+        log=log,
+    )

@@ -1,4 +1,7 @@
-"""Dagster resources of the evaluation stage: where the datasets are, and the chat API to score."""
+"""Dagster resource of the evaluation stage: where the datasets and their manifests are.
+
+API models are scored through the LLM layer's `llm` resource (culture_assets.llm).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ from pathlib import Path
 import dagster as dg
 
 from culture_assets.errors import InputError
-from culture_assets.evaluation.chat import ChatComplete, openai_chat
 from culture_assets.evaluation.loader import EVAL_DATA_ENV, default_data_dir
 from culture_assets.evaluation.manifest import DatasetManifest, default_manifests_dir, load_manifests
 
@@ -32,15 +34,3 @@ class EvalDataResource(dg.ConfigurableResource):
 
     def manifests(self, culture: str | None = None) -> list[DatasetManifest]:
         return load_manifests(self.manifests_path(), culture)
-
-
-class ChatScorerResource(dg.ConfigurableResource):
-    """The OpenAI-compatible endpoint API models are scored on (OpenAI, vLLM, Ollama)."""
-
-    base_url: str = ""
-    api_key: str = ""
-    timeout_s: float = 60.0
-    max_retries: int = 5
-
-    def complete(self) -> ChatComplete:
-        return openai_chat(self.base_url or None, self.api_key or None, self.timeout_s, self.max_retries)

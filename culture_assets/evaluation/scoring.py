@@ -1,14 +1,13 @@
 """Run one model over choice tasks (a dataset's rows, or WVS questions), through the cache.
 
-Local models are scored by label log-likelihood (loglik.py); API models by a constrained chat
-answer (chat.py). Outputs are cached per row as they are produced: local ones after every batch,
-API ones once the concurrent requests of a task return (failed requests are not cached, so a
-re-run retries them).
+Local models are scored by label log-likelihood (loglik.py), their outputs cached per row in
+`eval_cache` after every batch; API models by a constrained chat answer (chat.py) through the
+LLM layer's runner, whose llm_cache stores each response as it arrives. Either way a crash
+loses at most one batch, and a re-run scores nothing twice.
 """
 
 from __future__ import annotations
 
-import asyncio
 import gc
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -16,11 +15,15 @@ from typing import Callable, Sequence
 import numpy as np
 
 from culture_assets.evaluation.cache import CachedOutput, EvalCache, Messages, cache_key
-from culture_assets.evaluation.chat import ChatComplete, ask_all, parse_answer, request_params
+from culture_assets.evaluation.chat import parse_answer, request_params
 from culture_assets.evaluation.loglik import LocalModel, choice_logliks, load_local_model
 from culture_assets.evaluation.manifest import DatasetManifest
-from culture_assets.evaluation.metrics import INVALID
 from culture_assets.evaluation.models import ModelUnderTest
+from culture_assets.llm import ChatRequest, ChatRunner
+
+
+# model id -> the LLM layer's runner for that model (API models only)
+ChatRunnerFactory = Callable[[str], ChatRunner]
 
 
 @dataclass(frozen=True)
@@ -50,13 +53,13 @@ class TaskOutputs:
     # local models: the log-likelihood of each label; API models: None
     scores: list[list[float] | None]
     n_cached: int = 0
-    n_failed_requests: int = 0
+    # API requests the LLM layer's budget stopped: invalid for this run, sent on a re-run
+    n_not_sent: int = 0
 
 
 @dataclass
 class ScoringSettings:
     batch_size: int = 16
-    concurrency: int = 8
     structured_output: bool = False
     device: str | None = None
 
@@ -67,39 +70,45 @@ class ModelScorer:
 
     spec: ModelUnderTest
     cache: EvalCache
-    chat: ChatComplete | None = None
+    chat: "ChatRunnerFactory | None" = None
     settings: ScoringSettings = field(default_factory=ScoringSettings)
     log: Callable[[str], None] = lambda message: None
     _local: LocalModel | None = None
-    # one event loop for the scorer's life, so the API client's connections are reused across tasks
-    _loop: asyncio.Runner | None = None
+    _runner: ChatRunner | None = None
 
     @property
     def scorer_name(self) -> str:
         return "loglik" if self.spec.trainer == "local" else ("chat_structured" if self.settings.structured_output else "chat")
 
-    def _params(self, task: ChoiceTask) -> dict:
-        return {} if self.spec.trainer == "local" else request_params(task.verbalizers, self.settings.structured_output)
-
     def run(self, task: ChoiceTask) -> TaskOutputs:
-        params = self._params(task)
-        keys = [cache_key(self.spec.fingerprint, self.scorer_name, m, task.verbalizers, params) for m in task.prompts]
+        if self.spec.trainer == "local":
+            return self._run_local(task)
+        return self._run_chat(task)
+
+    def _run_local(self, task: ChoiceTask) -> TaskOutputs:
+        keys = [cache_key(self.spec.fingerprint, self.scorer_name, m, task.verbalizers) for m in task.prompts]
         cached = self.cache.get_many(keys)
         missing = [i for i, key in enumerate(keys) if key not in cached]
         fresh: dict[int, CachedOutput] = {}
-        n_failed = 0
         if missing:
             self.log(f"{self.spec.label} on {task.dataset}: {len(missing)} to score, {len(keys) - len(missing)} cached")
-            if self.spec.trainer == "local":
-                fresh = self._score_local(task, missing, keys)
-            else:
-                fresh, n_failed = self._score_chat(task, missing, keys, params)
-        outputs = [fresh.get(i) or cached.get(keys[i]) for i in range(len(keys))]
+            fresh = self._score_local(task, missing, keys)
+        outputs = [fresh.get(i) or cached[keys[i]] for i in range(len(keys))]
+        return TaskOutputs([o.prediction for o in outputs], [o.scores for o in outputs], n_cached=len(keys) - len(missing))
+
+    def _run_chat(self, task: ChoiceTask) -> TaskOutputs:
+        if self.chat is None:
+            raise RuntimeError(f"{self.spec.label} is an API model ({self.spec.api_model}) but no chat runner is configured")
+        if self._runner is None:
+            self._runner = self.chat(str(self.spec.api_model))
+        params = request_params(task.verbalizers, self.settings.structured_output)
+        outcomes = self._runner.run([ChatRequest.of(m, params, tag=row) for m, row in zip(task.prompts, task.row_ids)])
+        predictions = [parse_answer(o.content, task.labels, task.verbalizers, self.settings.structured_output) for o in outcomes]
         return TaskOutputs(
-            predictions=[o.prediction if o else INVALID for o in outputs],
-            scores=[o.scores if o else None for o in outputs],
-            n_cached=len(keys) - len(missing),
-            n_failed_requests=n_failed,
+            predictions,
+            [None] * len(predictions),
+            n_cached=sum(o.status == "cached" for o in outcomes),
+            n_not_sent=sum(o.status == "budget_exhausted" for o in outcomes),
         )
 
     def _row(self, task: ChoiceTask, index: int, key: str, output: CachedOutput) -> dict:
@@ -125,28 +134,7 @@ class ModelScorer:
         choice_logliks(self._local, [task.prompts[i] for i in missing], task.verbalizers, self.settings.batch_size, on_batch=on_batch)
         return fresh
 
-    def _score_chat(self, task: ChoiceTask, missing: list[int], keys: list[str], params: dict) -> tuple[dict[int, CachedOutput], int]:
-        if self.chat is None:
-            raise RuntimeError(f"{self.spec.label} is an API model ({self.spec.api_model}) but no chat client is configured")
-        if self._loop is None:
-            self._loop = asyncio.Runner()
-        replies = self._loop.run(
-            ask_all(self.chat, str(self.spec.api_model), [task.prompts[i] for i in missing], params, self.settings.concurrency)
-        )
-        fresh, rows, failed = {}, [], 0
-        for index, reply in zip(missing, replies):
-            output = CachedOutput(parse_answer(reply, task.labels, task.verbalizers, self.settings.structured_output), None, reply)
-            fresh[index] = output
-            if reply is None:
-                failed += 1
-            else:
-                rows.append(self._row(task, index, keys[index], output))
-        self.cache.put_many(rows)
-        return fresh, failed
-
     def close(self) -> None:
         self._local = None
-        if self._loop is not None:
-            self._loop.close()
-            self._loop = None
+        self._runner = None
         gc.collect()

@@ -16,11 +16,10 @@ import numpy as np
 import polars as pl
 
 from culture_assets.evaluation.cache import EvalCache
-from culture_assets.evaluation.chat import ChatComplete
 from culture_assets.evaluation.manifest import DatasetManifest
 from culture_assets.evaluation.metrics import bootstrap_indices, invalid_rate, macro_f1_with_ci, percentile_ci
 from culture_assets.evaluation.models import ModelUnderTest
-from culture_assets.evaluation.scoring import ModelScorer, ScoringSettings, dataset_task
+from culture_assets.evaluation.scoring import ChatRunnerFactory, ModelScorer, ScoringSettings, dataset_task
 
 AVERAGE = "average"
 METRIC_COLUMNS = {
@@ -55,7 +54,7 @@ def score_culture(
     manifests: dict[str, DatasetManifest],
     rows: pl.DataFrame,
     cache: EvalCache,
-    chat: ChatComplete | None,
+    chat: ChatRunnerFactory | None,
     settings: ScoringSettings,
     bootstrap: BootstrapSettings,
     run_config: dict,
@@ -76,8 +75,8 @@ def score_culture(
                 frame = by_dataset[dataset]
                 task = dataset_task(manifests[dataset], frame["row_id"].to_list(), frame["text"].to_list(), model.system_prompt)
                 outputs = scorer.run(task)
-                if outputs.n_failed_requests:
-                    log(f"{model.label} on {dataset}: {outputs.n_failed_requests} requests failed (counted invalid, not cached)")
+                if outputs.n_not_sent:
+                    log(f"{model.label} on {dataset}: the LLM budget stopped {outputs.n_not_sent} requests; counted invalid, a re-run sends them")
                 per_model[model.label][dataset] = outputs.predictions
                 predictions.append(
                     frame.select("culture", "dataset", "row_id", "label").with_columns(
