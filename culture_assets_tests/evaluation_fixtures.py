@@ -73,6 +73,11 @@ def local_record(culture: str, base: Path, adapter: Path, heldout: list[str], va
     }
 
 
+def with_culture_prompts(record: dict, cultures: list[str]) -> dict:
+    """A CultureLLM-One record as the training stage writes it: one system prompt per culture."""
+    return {**record, "system_prompts": {c: f"You are a person from the {c} culture." for c in cultures}}
+
+
 def api_record(culture: str, model_id: str, heldout: list[str]) -> dict:
     return {
         "model_key": f"{culture}-api", "culture": culture, "variant": "default", "trainer": "openai", "base_model": "fake-base",

@@ -16,7 +16,7 @@ from culture_assets.io_manager import ArtifactIOManager
 from culture_assets.resources import SurveySourceResource, WarehouseResource
 from culture_assets.store import Warehouse
 from culture_assets_tests.evaluation_fixtures import (
-    YES_NO, api_record, local_record, make_adapter, model_record_assets, offensive_rows, write_dataset,
+    YES_NO, api_record, local_record, make_adapter, model_record_assets, offensive_rows, with_culture_prompts, write_dataset,
 )
 
 CULTURES = ["english", "german"]
@@ -60,7 +60,7 @@ def test_tiny_local_models_scored_end_to_end_for_two_cultures(data_home, tmp_pat
         write_dataset(data_dir, manifests_dir, f"{culture}_threat", culture,
                       [{"tweet": f"threat {i}", "label": str(i % 2)} for i in range(10)], labels=YES_NO)
     records = {c: local_record(c, tiny_model_dir, adapters[c], HELDOUT) for c in CULTURES}
-    one = local_record("all", tiny_model_dir, adapters["one"], HELDOUT)
+    one = with_culture_prompts(local_record("all", tiny_model_dir, adapters["one"], HELDOUT), CULTURES)
     report = _run_all(records, one, _resources(data_home, data_dir, manifests_dir))
 
     metrics = Warehouse(data_home / "warehouse.duckdb").query("SELECT * FROM metrics ORDER BY culture, dataset, model, metric")

@@ -112,7 +112,7 @@ def culture_scores(
     warehouse: WarehouseResource,
 ) -> dg.Output:
     culture = load_registry().get(context.partition_key)
-    models = models_under_test(culture_model, culturellm_one, culture.system_prompt.english)
+    models = models_under_test(culture.key, culture_model, culturellm_one, culture.system_prompt.english)
     manifests = {m.id: m for m in eval_data.manifests(culture.key)}
     store = warehouse.get()
     chat = _chat_runners(llm, store, context, culture_model, culturellm_one)
@@ -156,7 +156,7 @@ def wvs_alignment(
     warehouse: WarehouseResource,
 ) -> dg.Output:
     culture = load_registry().get(context.partition_key)
-    models = models_under_test(culture_model, culturellm_one, culture.system_prompt.english)
+    models = models_under_test(culture.key, culture_model, culturellm_one, culture.system_prompt.english)
     heldout = list(culture_model.get("heldout_question_ids") or [])
     targets = survey_targets(seed_survey, heldout)
     skipped = sorted(set(heldout) - set(targets))

@@ -84,10 +84,19 @@ def trained_model(record: Mapping[str, Any], role: Role, source: str) -> ModelUn
     )
 
 
-def models_under_test(culture_record: Mapping[str, Any], one_record: Mapping[str, Any], culture_system_prompt: str) -> list[ModelUnderTest]:
-    """The four models of the paper's comparison for one culture."""
+def models_under_test(
+    culture: str, culture_record: Mapping[str, Any], one_record: Mapping[str, Any], culture_system_prompt: str
+) -> list[ModelUnderTest]:
+    """The four models of the paper's comparison for one culture.
+
+    CultureLLM-One was trained with each culture's own system prompt (`system_prompts` of its
+    record), so it is asked with this culture's prompt.
+    """
     culture_model = trained_model(culture_record, Role.CULTURE_MODEL, "culture_model record")
     one = trained_model(one_record, Role.CULTURELLM_ONE, "culturellm_one record")
+    one_prompt = (one_record.get("system_prompts") or {}).get(culture)
+    if one_prompt:
+        one = one.model_copy(update={"system_prompt": one_prompt})
     base_api = culture_model.base_model if culture_model.trainer == "openai" else None
     base = ModelUnderTest(role=Role.BASE, trainer=culture_model.trainer, base_model=culture_model.base_model, api_model=base_api)
     prompted = base.model_copy(update={"role": Role.BASE_CULTURE_PROMPT, "system_prompt": culture_system_prompt})
