@@ -70,7 +70,7 @@ class ModelScorer:
 
     spec: ModelUnderTest
     cache: EvalCache
-    chat: "ChatRunnerFactory | None" = None
+    chat: ChatRunnerFactory | None = None
     settings: ScoringSettings = field(default_factory=ScoringSettings)
     log: Callable[[str], None] = lambda message: None
     _local: LocalModel | None = None
@@ -114,7 +114,7 @@ class ModelScorer:
     def _row(self, task: ChoiceTask, index: int, key: str, output: CachedOutput) -> dict:
         return {
             "cache_key": key, "model": self.spec.label, "scorer": self.scorer_name, "dataset": task.dataset,
-            "row_id": task.row_ids[index], "prediction": output.prediction, "scores": output.scores, "raw_output": output.raw_output,
+            "row_id": task.row_ids[index], "prediction": output.prediction, "scores": output.scores,
         }
 
     def _score_local(self, task: ChoiceTask, missing: list[int], keys: list[str]) -> dict[int, CachedOutput]:
@@ -126,7 +126,7 @@ class ModelScorer:
             rows = []
             for position, row_scores in zip(positions, scores):
                 index = missing[position]
-                output = CachedOutput(task.labels[int(np.argmax(row_scores))], row_scores, None)
+                output = CachedOutput(task.labels[int(np.argmax(row_scores))], row_scores)
                 fresh[index] = output
                 rows.append(self._row(task, index, keys[index], output))
             self.cache.put_many(rows)

@@ -83,8 +83,7 @@ MIGRATIONS: dict[int, str] = {
         dataset VARCHAR,
         row_id VARCHAR,
         prediction VARCHAR NOT NULL,
-        scores_json VARCHAR,
-        raw_output VARCHAR,
+        scores_json VARCHAR NOT NULL,
         written_at TIMESTAMP DEFAULT current_timestamp
     );
     CREATE TABLE eval_dataset_status (
