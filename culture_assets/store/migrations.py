@@ -74,6 +74,7 @@ MIGRATIONS: dict[int, str] = {
         written_at TIMESTAMP DEFAULT current_timestamp
     );
     """,
+    # --- training (200-299) ---
     200: """
     CREATE TABLE openai_files (
         file_hash VARCHAR PRIMARY KEY,
@@ -102,5 +103,35 @@ MIGRATIONS: dict[int, str] = {
         created_at TIMESTAMP DEFAULT current_timestamp,
         updated_at TIMESTAMP DEFAULT current_timestamp
     );
+    """,
+    # --- evaluation (300-399) ---
+    300: """
+    CREATE TABLE eval_cache (
+        cache_key VARCHAR PRIMARY KEY,
+        model VARCHAR NOT NULL,
+        scorer VARCHAR NOT NULL,
+        dataset VARCHAR,
+        row_id VARCHAR,
+        prediction VARCHAR NOT NULL,
+        scores_json VARCHAR NOT NULL,
+        written_at TIMESTAMP DEFAULT current_timestamp
+    );
+    CREATE TABLE eval_dataset_status (
+        culture VARCHAR NOT NULL,
+        dataset VARCHAR NOT NULL,
+        status VARCHAR NOT NULL,
+        detail VARCHAR,
+        n_file_rows BIGINT,
+        n_empty_label BIGINT,
+        n_unknown_label BIGINT,
+        n_empty_text BIGINT,
+        n_sampled BIGINT,
+        run_id VARCHAR,
+        written_at TIMESTAMP DEFAULT current_timestamp,
+        PRIMARY KEY (culture, dataset)
+    );
+    ALTER TABLE metrics ADD COLUMN variant VARCHAR;
+    ALTER TABLE metrics ADD COLUMN n_train BIGINT;
+    ALTER TABLE metrics ADD COLUMN tiny_model BOOLEAN;
     """,
 }

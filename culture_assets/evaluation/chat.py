@@ -1,0 +1,84 @@
+"""Score a chat API model (OpenAI, vLLM, Ollama ...): temperature 0, one constrained answer, strict parser.
+
+The prompt lists the label verbalizers and asks for exactly one; with `structured=True` the
+request also carries a JSON schema whose `answer` is an enum of them (structured outputs). The
+parser accepts an answer only when, after normalising case, whitespace, quotes and a final full
+stop, it IS one verbalizer (or its raw label). Anything else is INVALID: it counts as wrong and
+its rate is reported, instead of being guessed from substrings as the reference code did.
+Requests go through the LLM layer (culture_assets.llm): concurrency, retries, budget and the
+llm_cache table, so a re-run or a resumed run sends nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable, Sequence
+
+from culture_assets.errors import InputError
+from culture_assets.evaluation.manifest import normalise_answer
+from culture_assets.evaluation.metrics import INVALID
+from culture_assets.llm import Budget, ChatRunner, LLMResource, OpenAIChatGenerator, ResponseCache, RetryPolicy
+from culture_assets.llm.resource import API_KEY_ENV, BASE_URL_ENV
+from culture_assets.store import Warehouse
+
+
+def answer_schema(verbalizers: Sequence[str]) -> dict[str, Any]:
+    return {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "answer",
+            "strict": True,
+            "schema": {
+                "type": "object",
+                "properties": {"answer": {"type": "string", "enum": list(verbalizers)}},
+                "required": ["answer"],
+                "additionalProperties": False,
+            },
+        },
+    }
+
+
+def request_params(verbalizers: Sequence[str], structured: bool, max_tokens: int = 16) -> dict[str, Any]:
+    params: dict[str, Any] = {"temperature": 0, "max_tokens": max_tokens}
+    if structured:
+        params["response_format"] = answer_schema(verbalizers)
+    return params
+
+
+def parse_answer(output: str | None, labels: Sequence[str], verbalizers: Sequence[str], structured: bool = False) -> str:
+    """The label the output names, or INVALID."""
+    if output is None:
+        return INVALID
+    text = output
+    if structured:
+        try:
+            parsed = json.loads(output)
+        except json.JSONDecodeError:
+            return INVALID
+        if not isinstance(parsed, dict) or not isinstance(parsed.get("answer"), str):
+            return INVALID
+        text = parsed["answer"]
+    answer = normalise_answer(text)
+    for label, verbalizer in zip(labels, verbalizers):
+        if answer in (normalise_answer(verbalizer), normalise_answer(label)):
+            return label
+    return INVALID
+
+
+def chat_runner(llm: LLMResource, model: str, warehouse: Warehouse, log: Callable[[str], None] | None = None) -> ChatRunner:
+    """The LLM layer's cached, budgeted, retrying runner, for `model` (a base or fine-tuned model id)
+    rather than the resource's default model; responses go to the warehouse's llm_cache."""
+    key = (llm.api_key or os.environ.get(API_KEY_ENV, "")).strip()
+    if not key:
+        raise InputError("llm resource", f"scoring the API model {model!r} needs an API key: set {API_KEY_ENV}", field="api_key")
+    generator = OpenAIChatGenerator(model, key, llm.base_url or os.environ.get(BASE_URL_ENV) or None, timeout_s=llm.request_timeout_s)
+    return ChatRunner(
+        generator,
+        ResponseCache(warehouse),
+        concurrency=llm.concurrency,
+        retry=RetryPolicy(llm.max_retries, llm.backoff_base_s, llm.max_backoff_s),
+        budget=Budget(llm.max_requests, llm.max_tokens),
+        dry_run=llm.dry_run,
+        log=log,
+    )

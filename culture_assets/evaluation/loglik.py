@@ -1,0 +1,212 @@
+"""Score a local causal LM (optionally with a LoRA adapter) by the log-likelihood of each label.
+
+The lm-evaluation-harness way, with one change that saves most of the compute: each example is
+ONE packed sequence `prompt + choice_1 + choice_2 + ...`. A block-diagonal attention mask lets
+every choice see the prompt and its own earlier tokens but not the other choices, and position
+ids restart after the prompt for each choice, so each choice is scored exactly as if it followed
+the prompt alone, while the (long) prompt goes through the model once instead of once per label.
+Examples are padded into batches; one forward pass scores a whole batch of examples and labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+Messages = list[dict[str, str]]
+
+
+@dataclass
+class LocalModel:
+    tokenizer: Any
+    model: Any
+    name: str
+
+    @property
+    def device(self) -> Any:
+        return next(self.model.parameters()).device
+
+
+def load_local_model(base_model: str, adapter_path: str | None = None, device: str | None = None) -> LocalModel:
+    """A base model from a path or hub name, with the LoRA adapter applied when given; eval mode."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    tokenizer = AutoTokenizer.from_pretrained(adapter_path or base_model)
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(base_model, dtype=dtype, attn_implementation="sdpa")
+    if adapter_path:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter_path)
+    model.to(device).eval()
+    return LocalModel(tokenizer, model, f"{base_model}+{adapter_path}" if adapter_path else base_model)
+
+
+def prompt_ids(tokenizer: Any, messages: Messages) -> list[int]:
+    """The chat-formatted prompt up to where the assistant's answer starts."""
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def choice_ids(tokenizer: Any, choices: Sequence[str]) -> list[list[int]]:
+    ids = [tokenizer(choice, add_special_tokens=False)["input_ids"] for choice in choices]
+    empty = [c for c, i in zip(choices, ids) if not i]
+    if empty:
+        raise ValueError(f"choices {empty} encode to no tokens")
+    return ids
+
+
+@dataclass(frozen=True)
+class PackedExample:
+    input_ids: list[int]
+    position_ids: list[int]
+    # (segment start, segment length) of each choice in input_ids
+    segments: list[tuple[int, int]]
+    prompt_length: int
+
+
+def pack(prompt: list[int], choices: list[list[int]]) -> PackedExample:
+    ids, positions, segments = list(prompt), list(range(len(prompt))), []
+    for choice in choices:
+        segments.append((len(ids), len(choice)))
+        ids += choice
+        positions += range(len(prompt), len(prompt) + len(choice))
+    return PackedExample(ids, positions, segments, len(prompt))
+
+
+def attention_allowed(example: PackedExample, length: int) -> np.ndarray:
+    """(length, length) bool: causal over the prompt, each choice sees the prompt and itself only.
+
+    Padding positions see only themselves, so no row is fully masked (that would give NaN).
+    """
+    allowed = np.zeros((length, length), dtype=bool)
+    p = example.prompt_length
+    allowed[:p, :p] = np.tril(np.ones((p, p), dtype=bool))
+    for start, size in example.segments:
+        allowed[start : start + size, :p] = True
+        allowed[start : start + size, start : start + size] = np.tril(np.ones((size, size), dtype=bool))
+    for pad in range(len(example.input_ids), length):
+        allowed[pad, pad] = True
+    return allowed
+
+
+def score_packed(local: LocalModel, examples: Sequence[PackedExample]) -> list[list[float]]:
+    """Summed log-probability of each choice of each example, one forward pass for the batch."""
+    import torch
+
+    length = max(len(e.input_ids) for e in examples)
+    pad_id = local.tokenizer.pad_token_id if local.tokenizer.pad_token_id is not None else 0
+    input_ids = torch.full((len(examples), length), pad_id, dtype=torch.long)
+    position_ids = torch.zeros((len(examples), length), dtype=torch.long)
+    allowed = np.stack([attention_allowed(e, length) for e in examples])
+    for row, example in enumerate(examples):
+        input_ids[row, : len(example.input_ids)] = torch.tensor(example.input_ids)
+        position_ids[row, : len(example.position_ids)] = torch.tensor(example.position_ids)
+    dtype = next(local.model.parameters()).dtype
+    mask = torch.zeros(allowed.shape, dtype=dtype)
+    mask[~torch.from_numpy(allowed)] = torch.finfo(dtype).min
+    device = local.device
+    # Run the decoder, then the LM head only where a choice token is predicted: full logits
+    # (batch x length x vocabulary) would dominate memory and time with a real vocabulary.
+    causal = local.model.get_base_model() if hasattr(local.model, "get_base_model") else local.model
+    with torch.inference_mode():
+        hidden = causal.get_decoder()(
+            input_ids=input_ids.to(device),
+            position_ids=position_ids.to(device),
+            attention_mask=mask[:, None].to(device),
+            use_cache=False,
+        ).last_hidden_state
+    # which position predicts each choice token: the prompt's last token for the first, then the previous token
+    rows, positions, targets, owners = [], [], [], []
+    for row, example in enumerate(examples):
+        for k, (start, size) in enumerate(example.segments):
+            for j in range(size):
+                rows.append(row)
+                positions.append(example.prompt_length - 1 if j == 0 else start + j - 1)
+                targets.append(example.input_ids[start + j])
+                owners.append((row, k))
+    with torch.inference_mode():
+        selected = causal.get_output_embeddings()(hidden[torch.tensor(rows, device=device), torch.tensor(positions, device=device)]).float()
+    token_logprobs = torch.log_softmax(selected, dim=-1).gather(1, torch.tensor(targets, device=device)[:, None])[:, 0].cpu().numpy()
+    scores = [[0.0] * len(e.segments) for e in examples]
+    for (row, k), value in zip(owners, token_logprobs):
+        scores[row][k] += float(value)
+    return scores
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int) -> list[list[int]]:
+    """Indices grouped longest first, each batch at most `batch_size` rows and `max_batch_tokens` padded tokens.
+
+    Attention costs grow with the square of the padded length, so a long example shares its
+    batch only with examples almost as long, and a batch of long ones is smaller.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
+    batches: list[list[int]] = []
+    for index in order:
+        if batches and len(batches[-1]) < batch_size and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= max_batch_tokens:
+            batches[-1].append(index)
+        else:
+            batches.append([index])
+    return batches
+
+
+def choice_logliks(
+    local: LocalModel,
+    prompts: Sequence[Messages],
+    choices: Sequence[str],
+    batch_size: int = 16,
+    on_batch: Callable[[list[int], list[list[float]]], None] | None = None,
+    max_batch_tokens: int = 8192,
+) -> np.ndarray:
+    """(len(prompts), len(choices)) summed log-likelihood of each choice after each chat prompt.
+
+    `on_batch(indices, scores)` is called after each batch with the prompts' indices (the caller
+    writes its cache there, so a crash loses one batch at most).
+    """
+    continuations = choice_ids(local.tokenizer, choices)
+    packed = [pack(prompt_ids(local.tokenizer, messages), continuations) for messages in prompts]
+    result = np.zeros((len(prompts), len(choices)))
+    for chunk in length_batches([len(p.input_ids) for p in packed], batch_size, max_batch_tokens):
+        scores = score_packed(local, [packed[i] for i in chunk])
+        for i, row in zip(chunk, scores):
+            result[i] = row
+        if on_batch is not None:
+            on_batch(chunk, [list(map(float, result[i])) for i in chunk])
+    return result
+
+
+def generate_constrained(local: LocalModel, messages: Messages, choices: Sequence[str]) -> str:
+    """Greedy generation restricted to the choices' token sequences (one example): the naive way.
+
+    Used as the comparison point of the benchmark: decoding answers token by token instead of
+    scoring the label set in one pass.
+    """
+    import torch
+
+    continuations = choice_ids(local.tokenizer, choices)
+    prompt = prompt_ids(local.tokenizer, messages)
+    eos = local.tokenizer.eos_token_id
+
+    def allowed(_: int, generated: torch.Tensor) -> list[int]:
+        so_far = generated[len(prompt) :].tolist()
+        nexts = {c[len(so_far)] for c in continuations if c[: len(so_far)] == so_far and len(c) > len(so_far)}
+        if any(c == so_far for c in continuations):
+            nexts.add(eos)
+        return sorted(nexts) or [eos]
+
+    with torch.inference_mode():
+        output = local.model.generate(
+            input_ids=torch.tensor([prompt], device=local.device),
+            attention_mask=torch.ones((1, len(prompt)), dtype=torch.long, device=local.device),
+            max_new_tokens=max(len(c) for c in continuations) + 1,
+            do_sample=False,
+            prefix_allowed_tokens_fn=allowed,
+            pad_token_id=local.tokenizer.pad_token_id,
+            eos_token_id=eos,
+        )
+    generated = output[0, len(prompt) :].tolist()
+    return local.tokenizer.decode([t for t in generated if t != eos], skip_special_tokens=True)

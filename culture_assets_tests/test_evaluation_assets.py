@@ -1,0 +1,153 @@
+"""Evaluation through Dagster end to end: tiny local models (base + LoRA) and a fake chat API, two cultures."""
+
+import json
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from culture_assets.assets.evaluation import culture_scores, eval_dataset, wvs_alignment
+from culture_assets.assets.reports import culture_report
+from culture_assets.assets.survey import seed_survey, wvs_questions, wvs_wave
+from culture_assets.evaluation.report import TINY_WARNING
+from culture_assets.evaluation.resource import EvalDataResource
+from culture_assets.llm import LLMResource
+from culture_assets.io_manager import ArtifactIOManager
+from culture_assets.resources import SurveySourceResource, WarehouseResource
+from culture_assets.store import Warehouse
+from culture_assets_tests.evaluation_fixtures import (
+    YES_NO, api_record, local_record, make_adapter, model_record_assets, offensive_rows, with_culture_prompts, write_dataset,
+)
+
+CULTURES = ["english", "german"]
+HELDOUT = ["Q27", "Q28", "Q33"]
+EVAL_ASSETS = [eval_dataset, culture_scores, wvs_alignment]
+
+
+def _resources(data_home, data_dir, manifests_dir, chat_url="http://127.0.0.1:9/v1"):
+    return {
+        "io_manager": ArtifactIOManager(data_home=str(data_home)),
+        "warehouse": WarehouseResource(data_home=str(data_home)),
+        "survey_source": SurveySourceResource(),
+        "eval_data": EvalDataResource(data_dir=str(data_dir), manifests_dir=str(manifests_dir)),
+        "llm": LLMResource(base_url=chat_url, api_key="test-key", max_retries=3, backoff_base_s=0.01),
+    }
+
+
+def _run_all(records, one, resources, cultures=CULTURES):
+    instance = dg.DagsterInstance.ephemeral()
+    upstream = model_record_assets(records, one)
+    assets = [wvs_wave, wvs_questions, seed_survey, *upstream, *EVAL_ASSETS, culture_report]
+    assert dg.materialize(assets, selection=["culturellm_one"], resources=resources, instance=instance).success
+    for culture in cultures:
+        selection = ["seed_survey", "culture_model", "eval_dataset", "culture_scores", "wvs_alignment"]
+        assert dg.materialize(assets, selection=selection, partition_key=culture, resources=resources, instance=instance).success
+    result = dg.materialize(assets, selection=["culture_report"], resources=resources, instance=instance)
+    assert result.success
+    return result
+
+
+@pytest.fixture(scope="module")
+def adapters(tiny_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("adapters")
+    return {name: make_adapter(tiny_model_dir, root / name, seed) for seed, name in enumerate(["english", "german", "one"])}
+
+
+def test_tiny_local_models_scored_end_to_end_for_two_cultures(data_home, tmp_path, tiny_model_dir, adapters):
+    data_dir, manifests_dir = tmp_path / "data", tmp_path / "manifests"
+    for culture in CULTURES:
+        write_dataset(data_dir, manifests_dir, f"{culture}_offense", culture, offensive_rows(14))
+        write_dataset(data_dir, manifests_dir, f"{culture}_threat", culture,
+                      [{"tweet": f"threat {i}", "label": str(i % 2)} for i in range(10)], labels=YES_NO)
+    records = {c: local_record(c, tiny_model_dir, adapters[c], HELDOUT) for c in CULTURES}
+    one = with_culture_prompts(local_record("all", tiny_model_dir, adapters["one"], HELDOUT), CULTURES)
+    report = _run_all(records, one, _resources(data_home, data_dir, manifests_dir))
+
+    metrics = Warehouse(data_home / "warehouse.duckdb").query("SELECT * FROM metrics ORDER BY culture, dataset, model, metric")
+    f1 = metrics.filter(pl.col("metric") == "macro_f1")
+    # 2 cultures x (2 datasets + the average) x 4 models
+    assert f1.height == 2 * 3 * 4
+    assert set(f1["model"]) == {"base", "base_culture_prompt", "culture_model", "culturellm_one"}
+    assert f1.filter(pl.col("dataset") == "english_offense")["n"].to_list() == [14] * 4
+    assert (f1["invalid_rate"] == 0).all() and f1["tiny_model"].all()
+    assert ((f1["ci_low"] <= f1["value"] + 1e-9) & (f1["value"] <= f1["ci_high"] + 1e-9) & (f1["value"] <= 1)).all()
+    assert f1["config_hash"].n_unique() > 4
+    wvs = metrics.filter(pl.col("dataset") == "wvs_heldout")
+    assert wvs.height == 2 * 4 * 3 and (wvs["n"] == 3).all()
+    assert wvs.filter(pl.col("metric") == "js_distance")["value"].is_between(0, 1).all()
+
+    # per-row predictions are the asset's value; the stored metric is the F1 of those predictions
+    predictions = pl.read_parquet(data_home / "assets" / "culture_scores" / "english.parquet")
+    assert predictions.height == 4 * (14 + 10)
+    from culture_assets.evaluation.metrics import macro_f1
+    base = predictions.filter((pl.col("model") == "base") & (pl.col("dataset") == "english_offense"))
+    stored = f1.filter((pl.col("model") == "base") & (pl.col("dataset") == "english_offense") & (pl.col("culture") == "english"))
+    assert stored["value"][0] == pytest.approx(macro_f1(base["label"].to_list(), base["prediction"].to_list(), ["OFF", "NOT"]))
+
+    record = report.asset_value("culture_report")
+    page = open(record["html"], encoding="utf-8").read()
+    assert record["tiny_demo"] and TINY_WARNING in page and "english_threat" in page
+    assert {p.rsplit("/", 1)[1] for p in record["plots"]} == {"f1_by_culture.png", "f1_by_task.png", "wvs_alignment.png"}
+    assert all(open(p, "rb").read(4) == b"\x89PNG" for p in record["plots"])
+
+
+def test_chat_api_models_with_bad_inputs_score_what_they_can(data_home, tmp_path, fake_openai):
+    data_dir, manifests_dir = tmp_path / "data", tmp_path / "manifests"
+    for culture in CULTURES:
+        write_dataset(data_dir, manifests_dir, f"{culture}_good", culture, offensive_rows(12))
+    english = "english"
+    write_dataset(data_dir, manifests_dir, "english_labels", english,
+                  offensive_rows(6) + [{"tweet": "odd", "label": "MAYBE"}, {"tweet": "blank", "label": ""}])
+    write_dataset(data_dir, manifests_dir, "english_malformed", english,
+                  raw_text=json.dumps({"tweet": "a", "label": "OFF"}) + "\n{not json\n")
+    write_dataset(data_dir, manifests_dir, "english_changed", english, offensive_rows(4))
+    (data_dir / english / "english_changed.jsonl").write_text(json.dumps({"tweet": "edited", "label": "OFF"}) + "\n", encoding="utf-8")
+    write_dataset(data_dir, manifests_dir, "english_missing", english, offensive_rows(4))
+    (data_dir / english / "english_missing.jsonl").unlink()
+
+    def reply(body):
+        model, text = body["model"], body["messages"][-1]["content"]
+        if "Answer with the number" in text:
+            return "2" if model == "ft-culture" else "maybe"
+        if model == "ft-one":
+            return "I cannot say."  # never a label: all invalid
+        return "Offensive." if any(w in text for w in ("awful", "idiot", "go away", "hate")) else "not offensive"
+
+    fake_openai.chat_reply = reply
+    records = {c: api_record(c, "ft-culture", HELDOUT) for c in CULTURES}
+    one = api_record("all", "ft-one", HELDOUT)
+    resources = _resources(data_home, data_dir, manifests_dir, fake_openai.base_url)
+    _run_all(records, one, resources)
+
+    store = Warehouse(data_home / "warehouse.duckdb")
+    status = {r["dataset"]: r for r in store.query("SELECT * FROM eval_dataset_status WHERE culture = 'english'").iter_rows(named=True)}
+    assert status["english_good"]["status"] == "loaded"
+    assert status["english_missing"]["status"] == "missing" and "english_missing.jsonl" in status["english_missing"]["detail"]
+    assert status["english_changed"]["status"] == "checksum_mismatch" and "sha256" in status["english_changed"]["detail"]
+    assert status["english_malformed"]["status"] == "malformed"
+    assert "english_malformed.jsonl, row 2" in status["english_malformed"]["detail"]
+    labels = status["english_labels"]
+    assert (labels["n_unknown_label"], labels["n_empty_label"], labels["n_sampled"]) == (1, 1, 6)
+    assert "english/english_labels.jsonl:7 label 'MAYBE'" in labels["detail"]
+
+    f1 = store.query("SELECT * FROM metrics WHERE metric = 'macro_f1' AND culture = 'english'")
+    assert set(f1["dataset"]) == {"english_good", "english_labels", "average"}
+    row = lambda model, dataset: f1.filter((pl.col("model") == model) & (pl.col("dataset") == dataset)).row(0, named=True)
+    # the keyword rule is right on every row: the culture model (and base) score 1.0 with no invalid answers
+    assert row("culture_model", "english_good")["value"] == pytest.approx(1.0)
+    assert row("culture_model", "english_good")["invalid_rate"] == 0
+    # CultureLLM-One never names a label: all invalid, all wrong
+    assert (row("culturellm_one", "english_good")["value"], row("culturellm_one", "english_good")["invalid_rate"]) == (0.0, 1.0)
+    wvs = store.query("SELECT * FROM metrics WHERE dataset = 'wvs_heldout' AND culture = 'english' AND metric = 'js_distance'")
+    assert wvs.filter(pl.col("model") == "base")["invalid_rate"][0] == 1.0
+    assert wvs.filter(pl.col("model") == "culture_model")["invalid_rate"][0] == 0.0
+
+    # a re-run is served from the cache: the fake server sees no new chat request
+    sent = fake_openai.count(r"/chat/completions")
+    instance = dg.DagsterInstance.ephemeral()
+    upstream = model_record_assets(records, one)
+    assets = [wvs_wave, wvs_questions, seed_survey, *upstream, *EVAL_ASSETS]
+    dg.materialize(assets, selection=["culturellm_one"], resources=resources, instance=instance)
+    assert dg.materialize(assets, selection=["seed_survey", "culture_model", "eval_dataset", "culture_scores"],
+                          partition_key="english", resources=resources, instance=instance).success
+    assert fake_openai.count(r"/chat/completions") == sent

@@ -1,0 +1,98 @@
+"""The scorers on real tiny models and the fake chat server: packed log-likelihoods, adapters, the strict parser, the cache."""
+
+import numpy as np
+import pytest
+import torch
+
+from culture_assets.evaluation.cache import EvalCache
+from culture_assets.evaluation.chat import chat_runner, parse_answer
+from culture_assets.evaluation.loglik import choice_ids, choice_logliks, generate_constrained, load_local_model, prompt_ids
+from culture_assets.evaluation.metrics import INVALID
+from culture_assets.evaluation.models import ModelUnderTest, Role
+from culture_assets.evaluation.scoring import ChoiceTask, ModelScorer
+from culture_assets.llm import LLMResource
+from culture_assets.store import Warehouse
+from culture_assets_tests.evaluation_fixtures import make_adapter
+
+PROMPTS = [[{"role": "system", "content": "You are from Germany."}, {"role": "user", "content": "Is this offensive? " + "word " * i}] for i in range(1, 6)]
+CHOICES = ["offensive", "not offensive", "yes", "no"]
+
+
+def naive_logliks(local, prompts, choices):
+    """One full forward pass per (prompt, choice): the reference the packed scorer must equal."""
+    result = np.zeros((len(prompts), len(choices)))
+    for i, messages in enumerate(prompts):
+        prompt = prompt_ids(local.tokenizer, messages)
+        for k, choice in enumerate(choice_ids(local.tokenizer, choices)):
+            with torch.no_grad():
+                logprobs = torch.log_softmax(local.model(torch.tensor([prompt + choice])).logits[0].float(), -1)
+            result[i, k] = sum(logprobs[len(prompt) + j - 1, token].item() for j, token in enumerate(choice))
+    return result
+
+
+def test_packed_scoring_equals_one_pass_per_choice(tiny_model_dir):
+    local = load_local_model(str(tiny_model_dir), device="cpu")
+    packed = choice_logliks(local, PROMPTS, CHOICES, batch_size=2)
+    np.testing.assert_allclose(packed, naive_logliks(local, PROMPTS, CHOICES), atol=1e-4)
+
+
+def test_lora_adapter_is_applied(tiny_model_dir, tmp_path):
+    adapter = make_adapter(tiny_model_dir, tmp_path / "adapter", seed=5)
+    base = choice_logliks(load_local_model(str(tiny_model_dir), device="cpu"), PROMPTS, CHOICES)
+    tuned_model = load_local_model(str(tiny_model_dir), str(adapter), device="cpu")
+    tuned = choice_logliks(tuned_model, PROMPTS, CHOICES)
+    assert np.abs(base - tuned).max() > 1e-3
+    np.testing.assert_allclose(tuned, naive_logliks(tuned_model, PROMPTS, CHOICES), atol=1e-4)
+
+
+def test_constrained_generation_answers_a_choice(tiny_model_dir):
+    local = load_local_model(str(tiny_model_dir), device="cpu")
+    assert generate_constrained(local, PROMPTS[0], ["yes", "no"]) in {"yes", "no"}
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [("offensive", "OFF"), (" Offensive. ", "OFF"), ('"Not offensive"', "NOT"), ("NOT", "NOT"), ("OFF", "OFF"),
+     ("It is offensive", INVALID), ("offensive, I think", INVALID), ("", INVALID), (None, INVALID)],
+)
+def test_strict_parser(output, expected):
+    assert parse_answer(output, ["OFF", "NOT"], ["offensive", "not offensive"]) == expected
+
+
+def test_structured_parser():
+    assert parse_answer('{"answer": "not offensive"}', ["OFF", "NOT"], ["offensive", "not offensive"], structured=True) == "NOT"
+    assert parse_answer("not offensive", ["OFF", "NOT"], ["offensive", "not offensive"], structured=True) == INVALID
+
+
+def test_chat_scorer_sends_temperature_zero_and_caches(tmp_path, fake_openai):
+    fake_openai.chat_reply = lambda body: "yes" if "1" in body["messages"][-1]["content"] else "definitely"
+    warehouse = Warehouse(tmp_path / "w.duckdb")
+    cache = EvalCache(warehouse)
+    llm = LLMResource(base_url=fake_openai.base_url, api_key="k")
+    spec = ModelUnderTest(role=Role.CULTURE_MODEL, trainer="openai", base_model="b", api_model="ft-x")
+    task = ChoiceTask("d", ["1", "0"], ["yes", "no"], ["r1", "r2"], [[{"role": "user", "content": f"text {i}"}] for i in (1, 2)])
+    scorer = ModelScorer(spec, cache, lambda model: chat_runner(llm, model, warehouse))
+    outputs = scorer.run(task)
+    assert outputs.predictions == ["1", INVALID] and outputs.n_cached == 0
+    assert all(r.body["temperature"] == 0 and r.body["model"] == "ft-x" for r in fake_openai.requests)
+    again = ModelScorer(spec, cache, lambda model: chat_runner(llm, model, warehouse)).run(task)
+    assert again.predictions == outputs.predictions and again.n_cached == 2
+    assert fake_openai.count(r"/chat/completions") == 2
+    scorer.close()
+
+
+def test_the_four_models_come_from_the_training_records(tmp_path):
+    from culture_assets.errors import InputError
+    from culture_assets.evaluation.models import models_under_test
+    from culture_assets_tests.evaluation_fixtures import local_record, with_culture_prompts
+
+    record = local_record("german", tmp_path / "base", tmp_path / "adapter", ["Q27"])
+    one = with_culture_prompts(local_record("all", tmp_path / "base", tmp_path / "one", ["Q27"]), ["german"])
+    base, prompted, culture, together = models_under_test("german", record, one, "You live in Germany.")
+    assert [m.role for m in (base, prompted, culture, together)] == list(Role)
+    assert (base.adapter_path, base.system_prompt, prompted.system_prompt) == (None, None, "You live in Germany.")
+    assert base.fingerprint == prompted.fingerprint != culture.fingerprint != together.fingerprint
+    assert together.system_prompt == "You are a person from the german culture."
+    with pytest.raises(InputError) as caught:
+        models_under_test("german", {**record, "adapter_path": None}, one, "x")
+    assert caught.value.field == "adapter_path"
