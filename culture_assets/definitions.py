@@ -5,25 +5,37 @@ from __future__ import annotations
 import dagster as dg
 
 from culture_assets import automation, deploy
-from culture_assets.assets import augmentation, survey
+from culture_assets.assets import augmentation, evaluation, models, reports, survey, training_sets
 from culture_assets.augment.resource import EmbedderResource
+from culture_assets.evaluation.resource import EvalDataResource
 from culture_assets.io_manager import ArtifactIOManager
 from culture_assets.llm import LLMResource
 from culture_assets.resources import SurveySourceResource, WarehouseResource
+from culture_assets.training.resource import TrainerResource
 
-ALL_ASSETS = dg.load_assets_from_modules([survey, augmentation])
+ALL_ASSETS = dg.load_assets_from_modules([survey, augmentation, training_sets, models, evaluation, reports])
 
 seed_survey_job = dg.define_asset_job(
     "seed_survey_job",
     selection=dg.AssetSelection.assets("seed_survey"),
     description="Each culture's answer distributions from the survey wave in use.",
 )
+augmentation_job = dg.define_asset_job(
+    "augmentation_job",
+    selection=dg.AssetSelection.groups("augmentation"),
+    description="Step 1 and step 2 of the semantic data augmentation, filtered, with quality analyses (all cultures share it).",
+)
+culture_job = dg.define_asset_job(
+    "culture_job",
+    selection=dg.AssetSelection.assets("seed_survey", "training_set", "culture_model", "eval_dataset", "culture_scores", "wvs_alignment"),
+    description="One culture from its survey answers to its scores: backfill it per culture partition.",
+)
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,
-    jobs=[seed_survey_job, automation.survey_recheck_job],
+    jobs=[seed_survey_job, augmentation_job, culture_job, automation.survey_recheck_job],
     executor=deploy.executor_from_env(),
-    sensors=[automation.wvs_wave_sensor],
+    sensors=[automation.wvs_wave_sensor, models.openai_fine_tuning_sensor],
     schedules=[automation.wvs_wave_weekly_recheck],
     resources={
         "io_manager": ArtifactIOManager(),
@@ -31,5 +43,7 @@ defs = dg.Definitions(
         "survey_source": SurveySourceResource(),
         "llm": LLMResource(),  # OPENAI_API_KEY / OPENAI_BASE_URL from the environment, else local_model
         "embedder": EmbedderResource(),
+        "trainer": TrainerResource(),
+        "eval_data": EvalDataResource(),
     },
 )
