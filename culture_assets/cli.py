@@ -3,6 +3,8 @@
     culture-assets run                  # materialize the whole graph (the main job)
     culture-assets run --select seed_survey --partition arabic
     culture-assets run --select 'seed_survey*' --partition german --cultures-only   # backfill one culture
+    culture-assets run --profile demo   # offline wiring demo on a tiny model built here
+    culture-assets run --limit 50       # laptop-sized: 50 evaluation rows per dataset, 50 training steps
     culture-assets dev                  # Dagster UI on 127.0.0.1:3000
 """
 
@@ -57,10 +59,25 @@ def run_pipeline(select: str | None, partitions: Sequence[str] | None, cultures_
     import dagster as dg
 
     from culture_assets.definitions import defs
-    from culture_assets.pipeline import materialize_in_stages
+    from culture_assets.pipeline import materialize_in_stages, plan_stages
+    from culture_assets.profiles import asset_config_for, current_limit, current_profile, preflight
 
+    profile, limit = current_profile(), current_limit()
+    names = {key.to_user_string() for _, keys in plan_stages(defs, select, cultures_only) for key in keys}
+    problems = preflight(profile, names)
+    if problems:
+        raise SystemExit(
+            "culture-assets: cannot run on this machine as configured:\n"
+            + "".join(f"  - {problem}\n" for problem in problems)
+            + "Or run the offline wiring demo (a tiny model built here; its scores mean nothing):\n"
+            + "  culture-assets run --profile demo"
+        )
+    print(f"profile: {profile.value}" + (f", limit {limit}" if limit else ""), file=sys.stderr)
     with dg.DagsterInstance.get() as instance:
-        materialize_in_stages(defs, instance, select=select, partitions=partitions, partitioned_only=cultures_only)
+        materialize_in_stages(
+            defs, instance, select=select, partitions=partitions, partitioned_only=cultures_only,
+            op_config=asset_config_for(profile, limit),
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -76,7 +93,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     dev = commands.add_parser("dev", help="start the Dagster UI (dagster dev -w workspace.yaml)")
     dev.add_argument("--port", default="3000")
+    for command in (run, dev):
+        command.add_argument("--profile", choices=["default", "demo"], help="default: hub/endpoint models; demo: offline tiny-model wiring demo")
+        command.add_argument("--limit", type=int, help="laptop-sized run: at most N evaluation rows per dataset and N training steps")
     args = parser.parse_args(argv)
+    # the definitions read these when they load, in this process and in `dagster dev`
+    if args.profile:
+        os.environ["CULTURE_ASSETS_PROFILE"] = args.profile
+    if args.limit:
+        os.environ["CULTURE_ASSETS_LIMIT"] = str(args.limit)
 
     root = project_root()
     home = prepare_dagster_home(root)

@@ -6,12 +6,7 @@ import dagster as dg
 
 from culture_assets import automation, deploy
 from culture_assets.assets import augmentation, evaluation, models, reports, survey, training_sets
-from culture_assets.augment.resource import EmbedderResource
-from culture_assets.evaluation.resource import EvalDataResource
-from culture_assets.io_manager import ArtifactIOManager
-from culture_assets.llm import LLMResource
-from culture_assets.resources import SurveySourceResource, WarehouseResource
-from culture_assets.training.resource import TrainerResource
+from culture_assets.profiles import current_limit, current_profile, resources_for
 
 ALL_ASSETS = dg.load_assets_from_modules([survey, augmentation, training_sets, models, evaluation, reports])
 
@@ -37,13 +32,6 @@ defs = dg.Definitions(
     executor=deploy.executor_from_env(),
     sensors=[automation.wvs_wave_sensor, models.openai_fine_tuning_sensor],
     schedules=[automation.wvs_wave_weekly_recheck],
-    resources={
-        "io_manager": ArtifactIOManager(),
-        "warehouse": WarehouseResource(),
-        "survey_source": SurveySourceResource(),
-        "llm": LLMResource(),  # OPENAI_API_KEY / OPENAI_BASE_URL from the environment, else local_model
-        "embedder": EmbedderResource(),
-        "trainer": TrainerResource(),
-        "eval_data": EvalDataResource(),
-    },
+    # CULTURE_ASSETS_PROFILE (default | demo) and CULTURE_ASSETS_LIMIT choose models, data and limits
+    resources=resources_for(current_profile(), current_limit()),
 )

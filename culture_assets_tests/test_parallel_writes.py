@@ -3,8 +3,9 @@
 import shutil
 import subprocess
 import sys
+import multiprocessing
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import dagster as dg
@@ -42,14 +43,10 @@ def run_partition(culture: str) -> tuple[bool, str, list[str]]:
 
 
 def test_two_culture_partitions_backfill_in_parallel_processes(project_instance: Path, data_home: Path) -> None:
-    barrier = threading.Barrier(len(CULTURES))
-
-    def start_together(culture: str):
-        barrier.wait()
-        return run_partition(culture)
-
-    with ThreadPoolExecutor(len(CULTURES)) as pool:
-        results = dict(zip(CULTURES, pool.map(start_together, CULTURES)))
+    # one launching process per run, as the run launcher does: logging.config is not thread-safe,
+    # so two runs started from threads of one process can deadlock inside Dagster's log setup
+    with ProcessPoolExecutor(len(CULTURES), mp_context=multiprocessing.get_context("spawn")) as pool:
+        results = dict(zip(CULTURES, pool.map(run_partition, CULTURES)))
 
     for culture, (success, run_id, messages) in results.items():
         assert success, f"{culture} run {run_id} failed: {[m for m in messages if 'rror' in m]}"
