@@ -59,7 +59,7 @@ def run_pipeline(select: str | None, partitions: Sequence[str] | None, cultures_
     import dagster as dg
 
     from culture_assets.definitions import defs
-    from culture_assets.pipeline import materialize_in_stages, plan_stages
+    from culture_assets.pipeline import StagesFailed, materialize_in_stages, plan_stages
     from culture_assets.profiles import asset_config_for, current_limit, current_profile, preflight
 
     profile, limit = current_profile(), current_limit()
@@ -74,10 +74,13 @@ def run_pipeline(select: str | None, partitions: Sequence[str] | None, cultures_
         )
     print(f"profile: {profile.value}" + (f", limit {limit}" if limit else ""), file=sys.stderr)
     with dg.DagsterInstance.get() as instance:
-        materialize_in_stages(
-            defs, instance, select=select, partitions=partitions, partitioned_only=cultures_only,
-            op_config=asset_config_for(profile, limit),
-        )
+        try:
+            materialize_in_stages(
+                defs, instance, select=select, partitions=partitions, partitioned_only=cultures_only,
+                op_config=asset_config_for(profile, limit),
+            )
+        except StagesFailed as failed:
+            raise SystemExit(f"culture-assets: {failed}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -60,6 +60,8 @@ class ArtifactIOManager(dg.ConfigurableIOManager):
         if not context.has_asset_partitions:
             return self._read(key, UNPARTITIONED)
         partitions = context.asset_partition_keys
-        if len(partitions) == 1 and context.has_partition_key and context.partition_key == partitions[0]:
+        # a partitioned asset mapped to one upstream partition (same culture, or the culture of a
+        # culture x variant key) gets the value itself; an all-culture asset gets {partition: value}
+        if len(partitions) == 1 and context.has_partition_key:
             return self._read(key, partitions[0])
         return {partition: self._read(key, partition) for partition in partitions}

@@ -56,6 +56,21 @@ def _op_names(defs: dg.Definitions, keys: Sequence[dg.AssetKey]) -> set[str]:
     return {a.op.name for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition) and a.is_executable and wanted & set(a.keys)}
 
 
+class StagesFailed(RuntimeError):
+    """Some runs failed; the others (and everything not downstream of a failure) completed."""
+
+
+def _root_message(error) -> str:
+    while error.cause is not None:  # Dagster wraps the asset's own exception; show that one
+        error = error.cause
+    return error.message.strip()[:400]
+
+
+def _failure_summary(result: dg.ExecuteInProcessResult) -> str:
+    failed = [event for event in result.all_events if event.is_step_failure]
+    return "; ".join(f"{event.step_key}: {_root_message(event.step_failure_data.error)}" for event in failed) or "run failed"
+
+
 def materialize_in_stages(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -64,10 +79,14 @@ def materialize_in_stages(
     partitioned_only: bool = False,
     op_config: dict[str, dict[str, Any]] | None = None,
 ) -> list[dg.ExecuteInProcessResult]:
-    """Run each stage; `op_config` (op name -> config) is applied to the ops a stage contains."""
+    """Run each stage; `op_config` (op name -> config) is applied to the ops a stage contains.
+
+    A failed partition does not stop the others; StagesFailed at the end names every failure.
+    """
     assets = list(defs.assets or [])
     resources = dict(defs.resources or {})
     results = []
+    failures: list[str] = []
     for partitions_def, keys in plan_stages(defs, select, partitioned_only):
         selection = dg.AssetSelection.assets(*keys)
         ops = _op_names(defs, keys)
@@ -75,9 +94,14 @@ def materialize_in_stages(
         names = [k.to_user_string() for k in keys]
         for partition in stage_partitions(partitions_def, partitions) if partitions_def else [None]:
             log.info("materializing %s%s", names, f" for {partition}" if partition else "")
-            results.append(
-                dg.materialize(
-                    assets, selection=selection, partition_key=partition, instance=instance, resources=resources, run_config=run_config
-                )
+            result = dg.materialize(
+                assets, selection=selection, partition_key=partition, instance=instance, resources=resources,
+                run_config=run_config, raise_on_error=False,
             )
+            results.append(result)
+            if not result.success:
+                failures.append(f"{names}{f' [{partition}]' if partition else ''}: {_failure_summary(result)}")
+                log.error("failed: %s", failures[-1])
+    if failures:
+        raise StagesFailed(f"{len(failures)} of {len(results)} runs failed:\n" + "\n".join(f"  - {f}" for f in failures))
     return results

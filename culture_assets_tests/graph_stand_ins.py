@@ -1,4 +1,5 @@
-"""The project's Definitions plus stand-ins for the later stages, so tests see the shape of the full graph.
+"""The survey stage of the project plus light stand-ins for the later stages, so automation tests see
+the shape of the full graph without training or scoring anything.
 
 One culture-partitioned asset reading the answers (like training_set), one unpartitioned asset over all
 cultures (like culturellm_one), a culture-partitioned asset depending on both (like culture_scores), and one
@@ -7,6 +8,7 @@ that reads only the questions (like augmented_questions).
 
 import dagster as dg
 
+from culture_assets import automation
 from culture_assets.assets import survey
 from culture_assets.definitions import defs as project_defs
 
@@ -32,4 +34,10 @@ def questions_downstream() -> None:
 
 
 STAND_INS = [answers_downstream, all_cultures_downstream, scores_downstream, questions_downstream]
-DEFS = dg.Definitions.merge(project_defs, dg.Definitions(assets=STAND_INS))
+DEFS = dg.Definitions(
+    assets=[*dg.load_assets_from_modules([survey]), *STAND_INS],
+    jobs=[automation.survey_recheck_job],
+    sensors=[automation.wvs_wave_sensor],
+    schedules=[automation.wvs_wave_weekly_recheck],
+    resources=project_defs.resources,
+)

@@ -8,7 +8,8 @@ from culture_assets.cultures import culture_partitions, load_registry
 from culture_assets.evaluation.alignment import ALIGNMENT_METRICS, align_culture, survey_targets
 from culture_assets.evaluation.cache import EvalCache
 from culture_assets.evaluation.loader import DatasetStatus, load_datasets
-from culture_assets.evaluation.models import models_under_test
+from culture_assets.assets.training_sets import ABLATION_PARTITIONS
+from culture_assets.evaluation.models import Role, models_under_test, trained_model
 from culture_assets.evaluation.chat import chat_runner
 from culture_assets.evaluation.resource import EvalDataResource
 from culture_assets.evaluation.scoring import ScoringSettings
@@ -69,7 +70,7 @@ def eval_dataset(context: dg.AssetExecutionContext, config: EvalDatasetConfig, e
     culture = context.partition_key
     manifests = eval_data.manifests(culture)
     rows, status = load_datasets(manifests, eval_data.data_path(), config.sample_size, config.seed, config.verify_checksum)
-    write_dataset_status(warehouse.get(), culture, status, context.run_id)
+    write_dataset_status(warehouse.get(), culture, status, context.run.run_id)
     problems = status.filter(pl.col("status") != DatasetStatus.LOADED.value)
     for row in problems.iter_rows(named=True):
         context.log.warning(f"{row['dataset']}: {row['status']}: {row['detail']}")
@@ -120,7 +121,7 @@ def culture_scores(
         culture.key, models, manifests, eval_dataset, EvalCache(store), chat, config.settings(), config.bootstrap(),
         run_config={"scoring": config.model_dump(exclude={"batch_size", "device"})}, log=context.log.info,
     )
-    write_metrics(store, metrics, context.run_id, culture.key, ["macro_f1"], [m.label for m in models])
+    write_metrics(store, metrics, context.run.run_id, culture.key, ["macro_f1"], [m.label for m in models])
     average = metrics.filter(pl.col("dataset") == AVERAGE).select("model", "value", "ci_low", "ci_high", "n", "invalid_rate")
     tiny = any(m.tiny for m in models)
     return dg.Output(
@@ -168,7 +169,7 @@ def wvs_alignment(
         culture.key, models, survey_source.questions(), targets, EvalCache(store), chat, config.settings(), config.bootstrap(),
         run_config={"scoring": config.model_dump(exclude={"batch_size", "device"})}, log=context.log.info,
     )
-    write_metrics(store, metrics, context.run_id, culture.key, list(ALIGNMENT_METRICS), [m.label for m in models])
+    write_metrics(store, metrics, context.run.run_id, culture.key, list(ALIGNMENT_METRICS), [m.label for m in models])
     return dg.Output(
         per_question,
         metadata={
@@ -178,4 +179,40 @@ def wvs_alignment(
             "alignment": dg.MetadataValue.md(markdown_table(metrics.select("model", "metric", "value", "ci_low", "ci_high", "n", "invalid_rate"))),
             "tiny_demo_model": any(m.tiny for m in models),
         },
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"pytorch", "openai", "duckdb", "parquet"},
+    partitions_def=ABLATION_PARTITIONS,
+    pool=WRITER_POOL,
+    ins={
+        "ablation_model": dg.AssetIn(),
+        "eval_dataset": dg.AssetIn(partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="culture")),
+    },
+    description="Macro-F1 (paired bootstrap 95% CI) of one ablation model on its culture's datasets: a point of the report's ablation figures.",
+)
+def ablation_scores(
+    context: dg.AssetExecutionContext,
+    config: ScoringConfig,
+    ablation_model: dict,
+    eval_dataset: pl.DataFrame,
+    eval_data: EvalDataResource,
+    llm: LLMResource,
+    warehouse: WarehouseResource,
+) -> dg.Output:
+    culture = ABLATION_PARTITIONS.get_partition_key_from_str(context.partition_key).keys_by_dimension["culture"]
+    model = trained_model(ablation_model, Role.CULTURE_MODEL, "ablation_model record")
+    store = warehouse.get()
+    metrics, predictions = score_culture(
+        culture, [model], {m.id: m for m in eval_data.manifests(culture)}, eval_dataset, EvalCache(store),
+        _chat_runners(llm, store, context, ablation_model), config.settings(), config.bootstrap(),
+        run_config={"scoring": config.model_dump(exclude={"batch_size", "device"})}, log=context.log.info,
+    )
+    write_metrics(store, metrics, context.run.run_id, culture, ["macro_f1"], [model.label])
+    average = metrics.filter(pl.col("dataset") == AVERAGE).select("model", "value", "ci_low", "ci_high", "n", "invalid_rate")
+    return dg.Output(
+        predictions,
+        metadata={"variant": model.variant, "n_train": model.n_train, "average_macro_f1": dg.MetadataValue.md(markdown_table(average))},
     )

@@ -41,14 +41,6 @@ class TrainingSetConfig(dg.Config):
         )
 
 
-def single_partition(value: pl.DataFrame | dict[str, pl.DataFrame]) -> pl.DataFrame:
-    """The one upstream partition a multi-partition key maps to (the IO manager hands it over as a dict)."""
-    if isinstance(value, dict):
-        (only,) = value.values()
-        return only
-    return value
-
-
 def _materialize(
     context: dg.AssetExecutionContext, culture_key: str, spec: TrainingSetSpec, augmented: pl.DataFrame,
     seed_survey: pl.DataFrame, survey_source: SurveySourceResource,
@@ -103,9 +95,9 @@ def ablation_training_set(
     context: dg.AssetExecutionContext,
     config: TrainingSetConfig,
     augmented_questions: pl.DataFrame,
-    seed_survey,
+    seed_survey: pl.DataFrame,
     survey_source: SurveySourceResource,
 ) -> dg.Output:
     keys = ABLATION_PARTITIONS.get_partition_key_from_str(context.partition_key).keys_by_dimension
     spec = ablation_spec(keys["variant"], config.spec())
-    return _materialize(context, keys["culture"], spec, augmented_questions, single_partition(seed_survey), survey_source)
+    return _materialize(context, keys["culture"], spec, augmented_questions, seed_survey, survey_source)

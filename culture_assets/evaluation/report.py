@@ -32,6 +32,7 @@ class ReportTables:
     per_dataset: pl.DataFrame
     by_task: pl.DataFrame
     ablation: pl.DataFrame
+    variants: pl.DataFrame
     alignment: pl.DataFrame
     dataset_status: pl.DataFrame
     tiny_demo: bool
@@ -52,11 +53,16 @@ def report_tables(metrics: pl.DataFrame, status: pl.DataFrame, manifests: list[D
     by_task = (
         per_dataset.group_by("task", "model").agg(pl.col("value").mean().alias("mean_macro_f1"), pl.len().alias("datasets")).sort("task", "model")
     )
-    ablation = (
-        f1.filter((pl.col("dataset") == AVERAGE) & pl.col("n_train").is_not_null() & pl.col("model").str.starts_with("culture_model"))
-        .select("culture", "model", "variant", "n_train", "value", "ci_low", "ci_high")
-        .sort("culture", "n_train")
+    culture_models = f1.filter((pl.col("dataset") == AVERAGE) & pl.col("model").str.starts_with("culture_model")).select(
+        "culture", "model", pl.col("variant").fill_null("default"), "n_train", "value", "ci_low", "ci_high"
     )
+    # the size curve: the main model and the size_* variants (other variants change what is trained, not how much)
+    ablation = culture_models.filter(
+        pl.col("n_train").is_not_null() & ((pl.col("variant") == "default") | pl.col("variant").str.starts_with("size_"))
+    ).sort("culture", "n_train")
+    variants = culture_models.filter(~pl.col("variant").str.starts_with("size_")).sort("culture", "variant")
+    if variants["variant"].n_unique() < 2:
+        variants = variants.clear()
     sizes = ablation.group_by("culture").agg(pl.col("n_train").n_unique().alias("sizes"))["sizes"].max() if ablation.height else 0
     if not sizes or sizes < 2:
         ablation = ablation.clear()
@@ -65,6 +71,7 @@ def report_tables(metrics: pl.DataFrame, status: pl.DataFrame, manifests: list[D
         per_dataset=per_dataset.select("culture", "task", "dataset", "model", "value", "ci_low", "ci_high", "n", "invalid_rate").sort("culture", "dataset", "model"),
         by_task=by_task,
         ablation=ablation,
+        variants=variants,
         alignment=metrics.filter(pl.col("dataset") == WVS_DATASET).select("culture", "model", "metric", "value", "ci_low", "ci_high", "n", "invalid_rate").sort("culture", "metric", "model"),
         dataset_status=status.filter(pl.col("status") != "loaded").select("culture", "dataset", "status", "detail") if status.height else status,
         tiny_demo=bool(metrics["tiny_model"].fill_null(False).any()) if metrics.height else False,
@@ -152,6 +159,8 @@ def write_report(tables: ReportTables, directory: Path) -> Report:
         sections.append(("Per-dataset breakdown", "Macro-F1 over each dataset's label set; invalid answers count as wrong.", None, tables.per_dataset))
     if tables.ablation.height:
         sections.append(("Sample-size ablation", "Culture models trained on different numbers of samples.", _ablation_plot(tables.ablation, directory / "ablation.png"), tables.ablation))
+    if tables.variants.height:
+        sections.append(("Ablations: augmentation steps and prompt language", "Culture models trained on the seed questions only, with step 1, with steps 1 and 2, and with English or native-language system prompts.", None, tables.variants))
     if tables.alignment.height:
         jsd = tables.alignment.filter(pl.col("metric") == "js_distance")
         plot = _grouped_bars(jsd, "culture", "value", "WVS alignment: Jensen-Shannon distance to the survey (lower is closer)", "JS distance", directory / "wvs_alignment.png", True)
