@@ -81,8 +81,8 @@ def test_materialize_one_culture_partition_from_the_ui(dagster_dev, browser_page
 
     dagster_dev.graphql("mutation { setNuxSeen }")  # no first-visit community prompt over the page
 
-    # The asset graph, with seed_survey's nine culture partitions.
-    page.goto(f"{dagster_dev.url}/asset-groups", wait_until="networkidle")
+    # The survey group's asset graph, with seed_survey's nine culture partitions (the global graph collapses groups).
+    page.goto(f"{dagster_dev.url}/locations/culture_assets.definitions/asset-groups/survey", wait_until="networkidle")
     page.get_by_text("9 partitions").wait_for()
 
     # Materialize one partition from the asset's page.

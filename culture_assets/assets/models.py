@@ -39,7 +39,7 @@ def _fit_and_register(
             description=str(pending), metadata={"job_id": pending.job_id, "status": pending.status}, allow_retries=False
         ) from pending
     record = model_record(culture, variant, fitted, table, system_prompt)
-    warehouse.get().upsert_rows("model_registry", lineage_row(record, fitted, table, context.run_id))
+    warehouse.get().upsert_rows("model_registry", lineage_row(record, fitted, table, context.run.run_id))
     details = {k: v for k, v in fitted.details.items() if isinstance(v, (int, float, str)) and v is not None}
     return dg.Output(
         record,
