@@ -8,6 +8,7 @@ from typing import Iterator
 
 import pytest
 
+from culture_assets_tests.dagster_dev import DagsterDev, free_port
 from culture_assets_tests.fake_openai import FakeOpenAI
 
 REFERENCE_ENV = "CULTURELLM_REFERENCE_DATA"
@@ -69,10 +70,8 @@ def fake_openai() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture(scope="session")
-def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator["DagsterDev"]:
+def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev]:
     """A running `dagster dev -w workspace.yaml` on a free 127.0.0.1 port with fresh homes; stopped by process group."""
-    from culture_assets_tests.dagster_dev import DagsterDev, free_port
-
     server = DagsterDev(root=Path(__file__).resolve().parents[1], workdir=tmp_path_factory.mktemp("dagster_dev"), port=free_port())
     server.start()
     try:

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import dagster as dg
-import pytest
 
 from culture_assets.assets.survey import seed_survey, wvs_questions, wvs_wave
 from culture_assets.io_manager import ArtifactIOManager

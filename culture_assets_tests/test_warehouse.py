@@ -37,3 +37,11 @@ def test_a_failed_write_leaves_the_previous_rows(tmp_path):
     with pytest.raises(Exception, match="NOT NULL"):
         warehouse.replace_rows("survey_distribution", broken, {"culture": "a"})
     assert warehouse.query("SELECT share FROM survey_distribution")["share"].to_list() == [0.5]
+
+
+def test_replace_rows_with_a_list_matches_any_of_its_values(tmp_path):
+    warehouse = Warehouse(tmp_path / "w.duckdb")
+    for culture in ("a", "b", "c"):
+        warehouse.replace_rows("survey_distribution", rows(culture, 0.5), {"culture": culture})
+    warehouse.replace_rows("survey_distribution", rows("a", 0.1), {"culture": ["a", "b"]})
+    assert warehouse.query("SELECT culture, share FROM survey_distribution ORDER BY culture").rows() == [("a", 0.1), ("c", 0.5)]

@@ -13,11 +13,4 @@ from culture_assets.store import Warehouse
 def write_lineage(warehouse: Warehouse, candidates: Sequence[Candidate], run_id: str) -> int:
     """Replace the augmentation's lineage with this run's rows in one transaction (a failure keeps the old ones)."""
     rows = candidates_frame(candidates).with_columns(pl.lit(run_id).alias("run_id"))
-    with warehouse.transaction() as con:
-        con.execute(f"DELETE FROM sample_lineage WHERE step IN ({', '.join('?' for _ in STEPS)})", list(STEPS))
-        if rows.height:
-            con.register("incoming", rows.to_arrow())
-            columns = ", ".join(rows.columns)
-            con.execute(f"INSERT INTO sample_lineage ({columns}) SELECT {columns} FROM incoming")
-            con.unregister("incoming")
-    return rows.height
+    return warehouse.replace_rows("sample_lineage", rows, {"step": list(STEPS)})

@@ -106,6 +106,12 @@ def _grouped_bars(frame: pl.DataFrame, group: str, value: str, title: str, ylabe
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize="small")
+    return _save_png(fig, target)
+
+
+def _save_png(fig, target: Path) -> Path:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     with atomic_path(target) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
@@ -129,11 +135,7 @@ def _ablation_plot(frame: pl.DataFrame, target: Path) -> Path:
     ax.set_ylabel("average macro-F1")
     ax.set_title("Sample-size ablation (culture models)")
     ax.legend(fontsize="small")
-    fig.tight_layout()
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return target
+    return _save_png(fig, target)
 
 
 def _html_table(frame: pl.DataFrame) -> str:

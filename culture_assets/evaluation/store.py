@@ -16,15 +16,4 @@ def write_dataset_status(warehouse: Warehouse, culture: str, status: pl.DataFram
 def write_metrics(warehouse: Warehouse, metrics: pl.DataFrame, run_id: str, culture: str, metric_names: Sequence[str], models: Sequence[str]) -> None:
     """Replace this culture's rows of these metrics for these models in one transaction (other variants' rows stay)."""
     frame = metrics.with_columns(pl.lit(run_id).alias("run_id"))
-    metric_list = ", ".join("?" for _ in metric_names)
-    model_list = ", ".join("?" for _ in models)
-    with warehouse.transaction() as con:
-        con.execute(
-            f"DELETE FROM metrics WHERE culture = ? AND metric IN ({metric_list}) AND model IN ({model_list})",
-            [culture, *metric_names, *models],
-        )
-        if frame.height:
-            con.register("incoming", frame.to_arrow())
-            columns = ", ".join(frame.columns)
-            con.execute(f"INSERT INTO metrics ({columns}) SELECT {columns} FROM incoming")
-            con.unregister("incoming")
+    warehouse.replace_rows("metrics", frame, {"culture": culture, "metric": list(metric_names), "model": list(models)})

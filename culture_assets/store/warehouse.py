@@ -101,10 +101,17 @@ class Warehouse:
             return int(con.execute("SELECT max(version) FROM schema_version").fetchone()[0])
 
     def replace_rows(self, table: str, rows: pl.DataFrame, where: dict[str, object]) -> int:
-        """Atomically replace the rows matching `where` (e.g. one culture's partition) with `rows`."""
-        clause = " AND ".join(f"{column} = ?" for column in where) or "TRUE"
+        """Atomically replace the rows matching `where` (e.g. one culture's partition) with `rows`.
+
+        A list value matches any of its items (`column IN (...)`).
+        """
+        clauses, params = [], []
+        for column, value in where.items():
+            values = list(value) if isinstance(value, (list, tuple)) else [value]
+            clauses.append(f"{column} IN ({', '.join('?' for _ in values)})" if values else "FALSE")
+            params += values
         with self.transaction() as con:
-            con.execute(f"DELETE FROM {table} WHERE {clause}", list(where.values()))
+            con.execute(f"DELETE FROM {table} WHERE {' AND '.join(clauses) or 'TRUE'}", params)
             if rows.height:
                 con.register("incoming", rows.to_arrow())
                 columns = ", ".join(rows.columns)
