@@ -77,13 +77,23 @@ def test_whole_graph_end_to_end_and_the_report_matches_duckdb(tmp_path):
         result = run_main_job(home, env, "--profile", "demo")
         assert result.returncode == 0, result.stderr[-4000:]
         requests = server.count(r"/chat/completions")
+        # the ablations as real runs for one culture; sizes above what was generated fail by name, the rest go on
+        ablations = run_main_job(home, env, "--profile", "demo", "--select", "key:ablation_*", "--partition", "german")
     assert requests > 0
 
     warehouse = Warehouse(home / "warehouse.duckdb")
     accepted = warehouse.query("SELECT count(*) AS n FROM sample_lineage WHERE accepted AND step IN ('paraphrase', 'synonym')")["n"][0]
     assert accepted > 0, "the fake server's rewordings should pass the semantic filter"
-    models = warehouse.query("SELECT culture FROM model_registry ORDER BY culture")["culture"].to_list()
+    models = warehouse.query("SELECT culture FROM model_registry WHERE coalesce(variant, 'default') = 'default' ORDER BY culture")["culture"].to_list()
     assert set(CULTURES) <= set(models) and len(models) == len(CULTURES) + 1  # + CultureLLM-One
+
+    assert ablations.returncode != 0 and "german|size_1000" in ablations.stderr and "asked for 1000 samples" in ablations.stderr
+    variants = warehouse.query(
+        "SELECT variant, n_train FROM metrics WHERE culture = 'german' AND dataset = 'average' AND model LIKE 'culture_model[%' ORDER BY variant"
+    )
+    assert {"seed_only", "plus_paraphrase", "plus_synonym", "prompt_english", "prompt_native"} <= set(variants["variant"])
+    sizes = dict(variants.rows())
+    assert sizes["seed_only"] < sizes["plus_paraphrase"] <= sizes["plus_synonym"]
 
     report_dir = home / "reports" / "culture_report"
     page = (report_dir / "index.html").read_text()

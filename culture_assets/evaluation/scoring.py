@@ -9,6 +9,7 @@ loses at most one batch, and a re-run scores nothing twice.
 from __future__ import annotations
 
 import gc
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -92,7 +93,10 @@ class ModelScorer:
         fresh: dict[int, CachedOutput] = {}
         if missing:
             self.log(f"{self.spec.label} on {task.dataset}: {len(missing)} to score, {len(keys) - len(missing)} cached")
+            started = time.perf_counter()
             fresh = self._score_local(task, missing, keys)
+            seconds = time.perf_counter() - started
+            self.log(f"{self.spec.label} on {task.dataset}: scored {len(missing)} in {seconds:.1f}s ({len(missing) / max(seconds, 1e-9):.1f} examples/s)")
         outputs = [fresh.get(i) or cached[keys[i]] for i in range(len(keys))]
         return TaskOutputs([o.prediction for o in outputs], [o.scores for o in outputs], n_cached=len(keys) - len(missing))
 
