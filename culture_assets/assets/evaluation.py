@@ -44,6 +44,14 @@ class ScoringConfig(dg.Config):
     def bootstrap(self) -> BootstrapSettings:
         return BootstrapSettings(self.n_resamples, self.bootstrap_seed)
 
+    def recorded(self) -> dict:
+        """The settings that change scores (not batch size or device), hashed into each metric row."""
+        return {"scoring": self.model_dump(exclude={"batch_size", "device"})}
+
+
+def _average_table(metrics: pl.DataFrame) -> pl.DataFrame:
+    return metrics.filter(pl.col("dataset") == AVERAGE).select("model", "value", "ci_low", "ci_high", "n", "invalid_rate")
+
 
 def _chat_runners(llm: LLMResource, store: Warehouse, context: dg.AssetExecutionContext, *records: dict):
     """Runners of the LLM layer, one per API model, only when a model is served by an API."""
@@ -119,10 +127,10 @@ def culture_scores(
     chat = _chat_runners(llm, store, context, culture_model, culturellm_one)
     metrics, predictions = score_culture(
         culture.key, models, manifests, eval_dataset, EvalCache(store), chat, config.settings(), config.bootstrap(),
-        run_config={"scoring": config.model_dump(exclude={"batch_size", "device"})}, log=context.log.info,
+        run_config=config.recorded(), log=context.log.info,
     )
     write_metrics(store, metrics, context.run.run_id, culture.key, ["macro_f1"], [m.label for m in models])
-    average = metrics.filter(pl.col("dataset") == AVERAGE).select("model", "value", "ci_low", "ci_high", "n", "invalid_rate")
+    average = _average_table(metrics)
     tiny = any(m.tiny for m in models)
     return dg.Output(
         predictions,
@@ -167,7 +175,7 @@ def wvs_alignment(
     chat = _chat_runners(llm, store, context, culture_model, culturellm_one)
     metrics, per_question = align_culture(
         culture.key, models, survey_source.questions(), targets, EvalCache(store), chat, config.settings(), config.bootstrap(),
-        run_config={"scoring": config.model_dump(exclude={"batch_size", "device"})}, log=context.log.info,
+        run_config=config.recorded(), log=context.log.info,
     )
     write_metrics(store, metrics, context.run.run_id, culture.key, list(ALIGNMENT_METRICS), [m.label for m in models])
     return dg.Output(
@@ -208,10 +216,10 @@ def ablation_scores(
     metrics, predictions = score_culture(
         culture, [model], {m.id: m for m in eval_data.manifests(culture)}, eval_dataset, EvalCache(store),
         _chat_runners(llm, store, context, ablation_model), config.settings(), config.bootstrap(),
-        run_config={"scoring": config.model_dump(exclude={"batch_size", "device"})}, log=context.log.info,
+        run_config=config.recorded(), log=context.log.info,
     )
     write_metrics(store, metrics, context.run.run_id, culture, ["macro_f1"], [model.label])
-    average = metrics.filter(pl.col("dataset") == AVERAGE).select("model", "value", "ci_low", "ci_high", "n", "invalid_rate")
+    average = _average_table(metrics)
     return dg.Output(
         predictions,
         metadata={"variant": model.variant, "n_train": model.n_train, "average_macro_f1": dg.MetadataValue.md(markdown_table(average))},
