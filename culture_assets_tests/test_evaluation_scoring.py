@@ -6,7 +6,7 @@ import torch
 
 from culture_assets.evaluation.cache import EvalCache
 from culture_assets.evaluation.chat import chat_runner, parse_answer
-from culture_assets.evaluation.loglik import choice_ids, choice_logliks, generate_constrained, load_local_model, prompt_ids
+from culture_assets.evaluation.loglik import choice_ids, choice_logliks, generate_constrained, load_local_model, pack, prompt_ids, shared_prefix_length
 from culture_assets.evaluation.metrics import INVALID
 from culture_assets.evaluation.models import ModelUnderTest, Role
 from culture_assets.evaluation.scoring import ChoiceTask, ModelScorer
@@ -34,6 +34,22 @@ def test_packed_scoring_equals_one_pass_per_choice(tiny_model_dir):
     local = load_local_model(str(tiny_model_dir), device="cpu")
     packed = choice_logliks(local, PROMPTS, CHOICES, batch_size=2)
     np.testing.assert_allclose(packed, naive_logliks(local, PROMPTS, CHOICES), atol=1e-4)
+
+
+def test_shared_prefix_is_exact_whatever_the_prompts_share(tiny_model_dir):
+    """Prompts that share only the chat template, a single prompt (all but its last token shared),
+    and one prompt that is the start of another: each scored exactly as alone."""
+    local = load_local_model(str(tiny_model_dir), device="cpu")
+    mixed = [PROMPTS[0], [{"role": "user", "content": "Is this offensive? word"}], [{"role": "system", "content": "Du bist aus Deutschland."}] + PROMPTS[2][1:]]
+    for prompts in (mixed, PROMPTS[:1], [PROMPTS[0], PROMPTS[0]]):
+        np.testing.assert_allclose(choice_logliks(local, prompts, CHOICES, batch_size=2), naive_logliks(local, prompts, CHOICES), atol=1e-4)
+
+
+def test_shared_prefix_leaves_each_prompt_its_last_token():
+    first, second = pack([1, 2, 3, 4], [[7], [8, 9]]), pack([1, 2, 3, 5, 6], [[7], [8, 9]])
+    assert shared_prefix_length([first, second]) == 3
+    assert shared_prefix_length([first]) == 3
+    assert shared_prefix_length([first, pack([9, 2, 3], [[7]])]) == 0
 
 
 def test_lora_adapter_is_applied(tiny_model_dir, tmp_path):

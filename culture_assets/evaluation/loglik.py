@@ -1,15 +1,19 @@
 """Score a local causal LM (optionally with a LoRA adapter) by the log-likelihood of each label.
 
-The lm-evaluation-harness way, with one change that saves most of the compute: each example is
-ONE packed sequence `prompt + choice_1 + choice_2 + ...`. A block-diagonal attention mask lets
-every choice see the prompt and its own earlier tokens but not the other choices, and position
-ids restart after the prompt for each choice, so each choice is scored exactly as if it followed
-the prompt alone, while the (long) prompt goes through the model once instead of once per label.
-Examples are padded into batches; one forward pass scores a whole batch of examples and labels.
-"""
+The lm-evaluation-harness way, with two changes that save most of the compute:
+- each example is ONE packed sequence `prompt + choice_1 + choice_2 + ...`. A block-diagonal
+  attention mask lets every choice see the prompt and its own earlier tokens but not the other
+  choices, and position ids restart after the prompt for each choice, so each choice is scored
+  exactly as if it followed the prompt alone, while the prompt goes through the model once
+  instead of once per label;
+- the tokens every prompt starts with (chat template, system prompt, instruction) go through the
+  model once per call; their keys and values are reused by every example.
+Examples are padded into length-sorted batches; one forward pass scores a whole batch of
+examples and labels."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -48,8 +52,15 @@ def load_local_model(base_model: str, adapter_path: str | None = None, device: s
 
 def prompt_ids(tokenizer: Any, messages: Messages) -> list[int]:
     """The chat-formatted prompt up to where the assistant's answer starts."""
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+    return prompts_ids(tokenizer, [messages])[0]
+
+
+def prompts_ids(tokenizer: Any, conversations: Sequence[Messages]) -> list[list[int]]:
+    """`prompt_ids` of many conversations, tokenized in one batched call."""
+    if not conversations:
+        return []
+    texts = tokenizer.apply_chat_template(list(conversations), add_generation_prompt=True, tokenize=False)
+    return tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 
 def choice_ids(tokenizer: Any, choices: Sequence[str]) -> list[list[int]]:
@@ -78,60 +89,118 @@ def pack(prompt: list[int], choices: list[list[int]]) -> PackedExample:
     return PackedExample(ids, positions, segments, len(prompt))
 
 
-def attention_allowed(example: PackedExample, length: int) -> np.ndarray:
-    """(length, length) bool: causal over the prompt, each choice sees the prompt and itself only.
+def shared_prefix_length(examples: Sequence[PackedExample]) -> int:
+    """Leading prompt tokens every example has in common (the chat template, system prompt and
+    instruction), short of each prompt's last token, whose output predicts the first choice token."""
+    limit = min(e.prompt_length for e in examples) - 1
+    first = examples[0].input_ids
+    length = 0
+    while length < limit and all(e.input_ids[length] == first[length] for e in examples):
+        length += 1
+    return length
 
-    Padding positions see only themselves, so no row is fully masked (that would give NaN).
+
+def segment_ids(examples: Sequence[PackedExample], start: int, length: int) -> np.ndarray:
+    """(examples, length) from token `start` on: 0 for a prompt token, k for the k-th choice, -1 for padding."""
+    segments = np.full((len(examples), length), -1, dtype=np.int64)
+    for row, example in enumerate(examples):
+        segments[row, : example.prompt_length - start] = 0
+        for k, (begin, size) in enumerate(example.segments, start=1):
+            segments[row, begin - start : begin - start + size] = k
+    return segments
+
+
+def attention_allowed(segments: Any, prefix_length: int) -> Any:
+    """(batch, 1, length, prefix_length + length) bool for tokens after a shared prefix of `prefix_length`.
+
+    Every token sees the whole shared prefix; after it, attention is causal, a prompt token sees
+    prompt tokens and a choice token sees the prompt and its own choice only. Padding sees the
+    prompt and itself, so no row is fully masked (that would give NaN).
     """
-    allowed = np.zeros((length, length), dtype=bool)
-    p = example.prompt_length
-    allowed[:p, :p] = np.tril(np.ones((p, p), dtype=bool))
-    for start, size in example.segments:
-        allowed[start : start + size, :p] = True
-        allowed[start : start + size, start : start + size] = np.tril(np.ones((size, size), dtype=bool))
-    for pad in range(len(example.input_ids), length):
-        allowed[pad, pad] = True
-    return allowed
-
-
-def score_packed(local: LocalModel, examples: Sequence[PackedExample]) -> list[list[float]]:
-    """Summed log-probability of each choice of each example, one forward pass for the batch."""
     import torch
 
-    length = max(len(e.input_ids) for e in examples)
-    pad_id = local.tokenizer.pad_token_id if local.tokenizer.pad_token_id is not None else 0
-    input_ids = torch.full((len(examples), length), pad_id, dtype=torch.long)
-    position_ids = torch.zeros((len(examples), length), dtype=torch.long)
-    allowed = np.stack([attention_allowed(e, length) for e in examples])
-    for row, example in enumerate(examples):
-        input_ids[row, : len(example.input_ids)] = torch.tensor(example.input_ids)
-        position_ids[row, : len(example.position_ids)] = torch.tensor(example.position_ids)
-    dtype = next(local.model.parameters()).dtype
-    mask = torch.zeros(allowed.shape, dtype=dtype)
-    mask[~torch.from_numpy(allowed)] = torch.finfo(dtype).min
-    device = local.device
-    # Run the decoder, then the LM head only where a choice token is predicted: full logits
-    # (batch x length x vocabulary) would dominate memory and time with a real vocabulary.
-    causal = local.model.get_base_model() if hasattr(local.model, "get_base_model") else local.model
+    batch, length = segments.shape
+    causal = torch.ones((length, length), dtype=torch.bool).tril()
+    own = (segments[:, None, :] == 0) | (segments[:, None, :] == segments[:, :, None])
+    return torch.cat([torch.ones((batch, length, prefix_length), dtype=torch.bool), causal & own], dim=2)[:, None]
+
+
+@dataclass(frozen=True)
+class SharedPrefix:
+    """The keys and values of the tokens every example starts with, computed once per scoring call."""
+
+    length: int
+    cache: Any  # the decoder's past_key_values for one sequence; None when nothing is shared
+
+    def for_batch(self, size: int) -> Any:
+        if self.cache is None:
+            return None
+        cache = copy.deepcopy(self.cache)  # the forward pass appends to the cache it is given
+        cache.batch_repeat_interleave(size)
+        return cache
+
+
+def decoder_and_head(local: LocalModel) -> tuple[Any, Any]:
+    """The transformer stack and the LM head (LoRA layers, when present, live inside the stack)."""
+    causal_lm = local.model.get_base_model() if hasattr(local.model, "get_base_model") else local.model
+    return causal_lm.get_decoder(), causal_lm.get_output_embeddings()
+
+
+def encode_prefix(local: LocalModel, examples: Sequence[PackedExample]) -> SharedPrefix:
+    import torch
+
+    length = shared_prefix_length(examples)
+    if not length:
+        return SharedPrefix(0, None)
+    decoder, _ = decoder_and_head(local)
     with torch.inference_mode():
-        hidden = causal.get_decoder()(
-            input_ids=input_ids.to(device),
-            position_ids=position_ids.to(device),
-            attention_mask=mask[:, None].to(device),
-            use_cache=False,
-        ).last_hidden_state
+        ids = torch.tensor([examples[0].input_ids[:length]], device=local.device)
+        return SharedPrefix(length, decoder(input_ids=ids, use_cache=True).past_key_values)
+
+
+def score_packed(local: LocalModel, examples: Sequence[PackedExample], prefix: SharedPrefix = SharedPrefix(0, None)) -> list[list[float]]:
+    """Summed log-probability of each choice of each example, one forward pass for the batch.
+
+    Only the tokens after `prefix` (shared by every example, see `encode_prefix`) go through the
+    model here; the prefix's keys and values are repeated for each row.
+    """
+    import torch
+
+    device = local.device
+    decoder, head = decoder_and_head(local)
+    skip = prefix.length
+    length = max(len(e.input_ids) for e in examples) - skip
+    pad_id = local.tokenizer.pad_token_id if local.tokenizer.pad_token_id is not None else 0
+    input_ids = np.full((len(examples), length), pad_id, dtype=np.int64)
+    position_ids = np.zeros((len(examples), length), dtype=np.int64)
+    for row, example in enumerate(examples):
+        input_ids[row, : len(example.input_ids) - skip] = example.input_ids[skip:]
+        position_ids[row, : len(example.position_ids) - skip] = example.position_ids[skip:]
+    allowed = attention_allowed(torch.from_numpy(segment_ids(examples, skip, length)), skip)
+    dtype = next(local.model.parameters()).dtype
+    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
     # which position predicts each choice token: the prompt's last token for the first, then the previous token
     rows, positions, targets, owners = [], [], [], []
     for row, example in enumerate(examples):
         for k, (start, size) in enumerate(example.segments):
             for j in range(size):
                 rows.append(row)
-                positions.append(example.prompt_length - 1 if j == 0 else start + j - 1)
+                positions.append((example.prompt_length - 1 if j == 0 else start + j - 1) - skip)
                 targets.append(example.input_ids[start + j])
                 owners.append((row, k))
     with torch.inference_mode():
-        selected = causal.get_output_embeddings()(hidden[torch.tensor(rows, device=device), torch.tensor(positions, device=device)]).float()
-    token_logprobs = torch.log_softmax(selected, dim=-1).gather(1, torch.tensor(targets, device=device)[:, None])[:, 0].cpu().numpy()
+        cache = prefix.for_batch(len(examples))
+        hidden = decoder(
+            input_ids=torch.from_numpy(input_ids).to(device),
+            position_ids=torch.from_numpy(position_ids).to(device),
+            attention_mask=mask.to(device),
+            past_key_values=cache,
+            use_cache=cache is not None,
+        ).last_hidden_state
+        # the LM head only where a choice token is predicted: full logits (batch x length x
+        # vocabulary) would dominate memory and time with a real vocabulary
+        selected = head(hidden[torch.tensor(rows, device=device), torch.tensor(positions, device=device)]).float()
+        token_logprobs = torch.log_softmax(selected, dim=-1).gather(1, torch.tensor(targets, device=device)[:, None])[:, 0].cpu().numpy()
     scores = [[0.0] * len(e.segments) for e in examples]
     for (row, k), value in zip(owners, token_logprobs):
         scores[row][k] += float(value)
@@ -168,10 +237,13 @@ def choice_logliks(
     writes its cache there, so a crash loses one batch at most).
     """
     continuations = choice_ids(local.tokenizer, choices)
-    packed = [pack(prompt_ids(local.tokenizer, messages), continuations) for messages in prompts]
+    packed = [pack(prompt, continuations) for prompt in prompts_ids(local.tokenizer, prompts)]
     result = np.zeros((len(prompts), len(choices)))
+    if not packed:
+        return result
+    prefix = encode_prefix(local, packed)
     for chunk in length_batches([len(p.input_ids) for p in packed], batch_size, max_batch_tokens):
-        scores = score_packed(local, [packed[i] for i in chunk])
+        scores = score_packed(local, [packed[i] for i in chunk], prefix)
         for i, row in zip(chunk, scores):
             result[i] = row
         if on_batch is not None:
