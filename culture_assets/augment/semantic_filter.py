@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -38,27 +38,41 @@ def below_threshold_reason(similarity: float, threshold: float) -> str:
     return f"similarity {similarity:.3f} below threshold {threshold:.2f}"
 
 
+@dataclass(frozen=True)
+class FilterSettings:
+    threshold: float = DEFAULT_THRESHOLD
+    max_per_question: int = 10
+    mmr_lambda: float = 0.6
+    near_duplicate: float = 0.98
+
+
+# cos(candidate j, candidate i) for each i of a list: how the selection asks for similarities,
+# so the same decisions can be computed from one batch of embeddings or pair by pair
+SimilarityTo = Callable[[int, Sequence[int]], np.ndarray]
+
+
+def embedding_similarity(vectors: np.ndarray) -> SimilarityTo:
+    """Similarities from L2-normalised embeddings already computed (one row per candidate)."""
+    return lambda j, others: vectors[list(others)] @ vectors[j]
+
+
 def select_diverse(
     seed_text: str,
-    seed_vector: np.ndarray,
     texts: Sequence[str],
-    vectors: np.ndarray,
     similarities: np.ndarray,
-    threshold: float = DEFAULT_THRESHOLD,
-    max_per_question: int = 10,
-    mmr_lambda: float = 0.6,
-    near_duplicate: float = 0.98,
+    similarity_to: SimilarityTo,
+    settings: FilterSettings = FilterSettings(),
     ids: Sequence[str] | None = None,
 ) -> list[Decision]:
-    """One decision per candidate of one seed question (vectors L2-normalised, similarities to the seed)."""
+    """One decision per candidate of one seed question (`similarities`: each candidate's cosine to the seed)."""
     ids = list(ids) if ids is not None else [str(i) for i in range(len(texts))]
     decisions: dict[int, Decision] = {}
     seen = {normalized_text(seed_text): "the seed"}
     eligible: list[int] = []
     for i, text in enumerate(texts):
         key = normalized_text(text)
-        if similarities[i] < threshold:
-            decisions[i] = Decision(i, False, below_threshold_reason(float(similarities[i]), threshold))
+        if similarities[i] < settings.threshold:
+            decisions[i] = Decision(i, False, below_threshold_reason(float(similarities[i]), settings.threshold))
         elif key in seen:
             decisions[i] = Decision(i, False, f"duplicate of {seen[key]}")
         else:
@@ -66,31 +80,23 @@ def select_diverse(
             eligible.append(i)
 
     kept: list[int] = []
-    kept_vectors = [seed_vector]
     remaining = list(eligible)
-    while remaining and len(kept) < max_per_question:
-        pool = vectors[remaining]
-        redundancy = (pool @ np.stack(kept_vectors).T).max(axis=1)
-        scores = mmr_lambda * similarities[remaining] - (1 - mmr_lambda) * redundancy
-        best = int(np.argmax(scores))
-        choice = remaining.pop(best)
-        if redundancy[best] >= near_duplicate:
-            decisions[choice] = Decision(choice, False, f"near-duplicate (cosine {redundancy[best]:.3f}) of a kept sentence")
+    # the highest cosine of each remaining candidate to anything kept so far, the seed included
+    redundancy = {i: float(similarities[i]) for i in remaining}
+    while remaining and len(kept) < settings.max_per_question:
+        scores = [settings.mmr_lambda * similarities[i] - (1 - settings.mmr_lambda) * redundancy[i] for i in remaining]
+        choice = remaining.pop(int(np.argmax(scores)))
+        if redundancy[choice] >= settings.near_duplicate:
+            decisions[choice] = Decision(choice, False, f"near-duplicate (cosine {redundancy[choice]:.3f}) of a kept sentence")
             continue
         kept.append(choice)
-        kept_vectors.append(vectors[choice])
         decisions[choice] = Decision(choice, True, None)
+        if remaining and len(kept) < settings.max_per_question:
+            for i, similarity in zip(remaining, similarity_to(choice, remaining)):
+                redundancy[i] = max(redundancy[i], float(similarity))
     for i in remaining:
-        decisions[i] = Decision(i, False, f"not selected: {max_per_question} more diverse variants kept for this question")
+        decisions[i] = Decision(i, False, f"not selected: {settings.max_per_question} more diverse variants kept for this question")
     return [decisions[i] for i in range(len(texts))]
-
-
-@dataclass(frozen=True)
-class FilterSettings:
-    threshold: float = DEFAULT_THRESHOLD
-    max_per_question: int = 10
-    mmr_lambda: float = 0.6
-    near_duplicate: float = 0.98
 
 
 def semantic_filter(seeds: Sequence[SeedQuestion], candidates: Sequence[Candidate], embedder: Embedder, settings: FilterSettings) -> list[Candidate]:
@@ -114,8 +120,7 @@ def semantic_filter(seeds: Sequence[SeedQuestion], candidates: Sequence[Candidat
         own = candidate_vectors[rows]
         similarities = own @ seed_vectors[seed.question_id]
         decisions = select_diverse(
-            seed.text, seed_vectors[seed.question_id], [sentences[i].text for i in rows], own, similarities,
-            settings.threshold, settings.max_per_question, settings.mmr_lambda, settings.near_duplicate,
+            seed.text, [sentences[i].text for i in rows], similarities, embedding_similarity(own), settings,
             ids=[sentences[i].sample_id for i in rows],
         )
         for i, decision in zip(rows, decisions):
