@@ -24,7 +24,7 @@ comparisons the reference's filter makes; `filter_whole_speedup` the whole filte
 near-duplicate and MMR steps also compare candidates with each other. And
 diversity gain encodings (N + M vs 2 x N x M, counted; the two values checked equal on a subset).
 
-Run: python bench/augmentation.py [--questions 50] [--reference-questions 10] [--filter-questions 5]
+Run: python bench/augmentation.py [--questions 50] [--reference-questions 10] [--filter-questions 5] [--device cpu|cuda]
 Prints side-by-side figures, then one JSON line.
 """
 
@@ -42,6 +42,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import openai
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -175,7 +176,7 @@ def our_augmentation(seeds: list[SeedQuestion], base_url: str, embedder: Embedde
 
 
 # --- the filter alone, and diversity gain ----------------------------------------------------------
-def filter_bench(seeds: list[SeedQuestion], decided: list, pairs_encoder: PairEncoder, n_questions: int) -> dict:
+def filter_bench(seeds: list[SeedQuestion], decided: list, pairs_encoder: PairEncoder, n_questions: int, device: str) -> dict:
     """The filter's decisions on the pipeline's candidates of the first questions, two ways.
 
     Ours: the unique sentences encoded in one batch, every cosine from the vectors. One pair at a
@@ -205,7 +206,7 @@ def filter_bench(seeds: list[SeedQuestion], decided: list, pairs_encoder: PairEn
         naive.append(select_diverse(seed, texts, similarities, pairwise(texts), settings))
     naive_s = time.perf_counter() - start
 
-    embedder = Embedder()  # fresh memo: nothing reused from the pipeline run
+    embedder = Embedder(device=device)  # fresh memo: nothing reused from the pipeline run
     ours, ours_similarities = [], []
     start = time.perf_counter()
     vectors = embedder.encode([seed for seed, _ in questions] + [t for _, texts in questions for t in texts])
@@ -231,14 +232,14 @@ def naive_diversity_gain(seed_texts: list[str], augmented: list[str], pairs: Pai
     return float(np.mean([1 - max(pairs.similarity(a, s) for s in seed_texts) for a in augmented]))
 
 
-def diversity_bench(seeds: list[SeedQuestion], decided: list) -> dict:
+def diversity_bench(seeds: list[SeedQuestion], decided: list, device: str) -> dict:
     seed_texts = [s.text for s in seeds]
     augmented = [c.text for c in decided if c.accepted and c.step in ("paraphrase", "synonym")]
-    ours = Embedder()
+    ours = Embedder(device=device)
     gain = diversity_gain(seed_texts, augmented, ours)
     n, m = len(seed_texts), len(augmented)
     check_seeds, check_aug = seed_texts[:3], augmented[:8]
-    small_ours, small_naive = Embedder(), PairEncoder(ours)
+    small_ours, small_naive = Embedder(device=device), PairEncoder(ours)
     same = abs(diversity_gain(check_seeds, check_aug, small_ours) - naive_diversity_gain(check_seeds, check_aug, small_naive)) < 1e-4
     assert small_naive.encoded == 2 * len(check_seeds) * len(check_aug), "the naive count is 2 x N x M"
     return {"n": n, "m": m, "gain": gain, "ours_encodings": ours.encoded, "naive_encodings": 2 * n * m, "same_value_on_subset": same,
@@ -251,10 +252,11 @@ def main() -> None:
     parser.add_argument("--reference-questions", type=int, default=10, help="questions the sequential reference runs on (scaled to all)")
     parser.add_argument("--filter-questions", type=int, default=5, help="questions in the pairwise filter comparison")
     parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="where the sentence encoder runs")
     args = parser.parse_args()
 
     seeds = [SeedQuestion(q.id, q.text) for q in load_questions()][: args.questions]
-    embedder = Embedder()
+    embedder = Embedder(device=args.device)
     embedder.encode(["warm up the encoder"])
     with FakeOpenAI(latency_s=args.latency) as server, tempfile.TemporaryDirectory() as tmp:
         server.chat_reply = BenchReplies()
@@ -263,15 +265,16 @@ def main() -> None:
         reference = reference_augmentation(seeds[: args.reference_questions], server.base_url, PairEncoder(embedder))
         reference_requests_at_server = server.count(r"/chat/completions") - ours_requests_at_server
     assert ours_requests_at_server == ours["requests"] and reference_requests_at_server == reference["requests"]
-    filtered = filter_bench(seeds, ours["decided"], PairEncoder(embedder), args.filter_questions)
-    diversity = diversity_bench(seeds, ours["decided"])
+    filtered = filter_bench(seeds, ours["decided"], PairEncoder(embedder), args.filter_questions, args.device)
+    diversity = diversity_bench(seeds, ours["decided"], args.device)
 
     scale = len(seeds) / reference["questions"]
     ref_wall, ref_requests, ref_accepted = reference["wall_s"] * scale, reference["requests"] * scale, reference["accepted"] * scale
     ref_rpa = reference["requests"] / max(reference["accepted"], 1)
     our_rpa = ours["requests"] / max(ours["accepted"], 1)
     measured = "measured" if scale == 1 else f"measured on {reference['questions']}, x{scale:.1f}"
-    print(f"augmentation of {len(seeds)} seed questions, fake server latency {args.latency * 1000:.0f} ms/request")
+    print(f"augmentation of {len(seeds)} seed questions, fake server latency {args.latency * 1000:.0f} ms/request, "
+          f"sentence encoder on {args.device} ({torch.get_num_threads()} CPU threads)")
     print(f"reference way: {measured} (strictly sequential: {reference['wall_s'] / reference['questions']:.1f} s, "
           f"{reference['requests'] / reference['questions']:.1f} requests per question)")
     print(f"{'':34}{'reference way':>16}{'ours':>12}{'ratio':>10}")
