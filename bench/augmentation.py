@@ -50,7 +50,7 @@ from culture_assets.augment.candidates import SeedQuestion  # noqa: E402
 from culture_assets.augment.embedder import Embedder  # noqa: E402
 from culture_assets.augment.generation import Step1Settings, Step2Settings, paraphrase_step, synonym_step  # noqa: E402
 from culture_assets.augment.quality import diversity_gain  # noqa: E402
-from culture_assets.augment.semantic_filter import FilterSettings, embedding_similarity, select_diverse, semantic_filter  # noqa: E402
+from culture_assets.augment.semantic_filter import FilterSettings, filter_inputs, select_diverse, semantic_filter  # noqa: E402
 from culture_assets.llm import LLMResource  # noqa: E402
 from culture_assets.store import Warehouse  # noqa: E402
 from culture_assets.survey.questions import load_questions  # noqa: E402
@@ -169,62 +169,58 @@ def our_augmentation(seeds: list[SeedQuestion], base_url: str, embedder: Embedde
     start = time.perf_counter()
     step1, templates = paraphrase_step(seeds, runner, embedder, Step1Settings())
     step2 = synonym_step(seeds, templates.candidates, runner, embedder, Step2Settings())
-    decided = semantic_filter(seeds, step1.candidates + templates.candidates + step2.candidates, embedder, FilterSettings(threshold=THRESHOLD))
+    candidates = step1.candidates + templates.candidates + step2.candidates
+    decided = semantic_filter(seeds, candidates, embedder, FilterSettings(threshold=THRESHOLD))
     wall = time.perf_counter() - start
     accepted = [c for c in decided if c.accepted and c.step in ("paraphrase", "synonym")]
-    return {"wall_s": wall, "requests": runner.stats.sent, "accepted": len(accepted), "decided": decided}
+    return {"wall_s": wall, "requests": runner.stats.sent, "accepted": len(accepted), "candidates": candidates, "decided": decided}
 
 
 # --- the filter alone, and diversity gain ----------------------------------------------------------
-def filter_bench(seeds: list[SeedQuestion], decided: list, pairs_encoder: PairEncoder, n_questions: int, device: str) -> dict:
+def filter_bench(seeds: list[SeedQuestion], candidates: list, pairs_encoder: PairEncoder, n_questions: int, device: str) -> dict:
     """The filter's decisions on the pipeline's candidates of the first questions, two ways.
 
-    Ours: the unique sentences encoded in one batch, every cosine from the vectors. One pair at a
-    time: every cosine the decisions need (to the seed, then between candidates for the
-    near-duplicate and MMR steps) from two encoder passes, each pair computed once. Both ways run
-    the same `select_diverse`, and their decisions are checked equal. The seed-pair step is also
-    timed on its own (the reference's filter makes only those comparisons).
+    Ours: the package's `semantic_filter` (unique sentences encoded in one batch, every cosine from
+    the vectors). One pair at a time: the same `select_diverse` on the same sentences, every cosine
+    it needs (to the seed, then between candidates for the near-duplicate and MMR steps) from two
+    encoder passes, each pair computed once. The decisions are checked equal. The seed-pair step is
+    also timed on its own (the reference's filter makes only those comparisons): pairwise cosines
+    to the seed vs one batched encoding of the same sentences.
     """
     settings = FilterSettings(threshold=THRESHOLD)
-    seed_text = {s.question_id: s.text for s in seeds}
-    questions = [
-        (seed_text[s.question_id], [c.text for c in decided if c.question_id == s.question_id and c.step in ("paraphrase", "synonym") and c.similarity is not None])
-        for s in seeds[:n_questions]
-    ]
+    subset = seeds[:n_questions]
+    question_ids = {s.question_id for s in subset}
+    inputs = filter_inputs(candidates, question_ids)
 
     def pairwise(texts: list[str]) -> Callable[[int, Sequence[int]], np.ndarray]:
         return lambda j, others: np.array([pairs_encoder.similarity(texts[i], texts[j]) for i in others])
 
+    naive: dict[str, tuple[bool, float]] = {}
     naive_seed_s = 0.0
-    naive, naive_similarities = [], []
     start = time.perf_counter()
-    for seed, texts in questions:
+    for seed in subset:
+        rows = [c for c in inputs if c.question_id == seed.question_id]
+        texts = [c.text for c in rows]
         seed_step = time.perf_counter()
-        similarities = np.array([pairs_encoder.similarity(seed, t) for t in texts])
+        similarities = np.array([pairs_encoder.similarity(seed.text, t) for t in texts])
         naive_seed_s += time.perf_counter() - seed_step
-        naive_similarities.append(similarities)
-        naive.append(select_diverse(seed, texts, similarities, pairwise(texts), settings))
+        decisions = select_diverse(seed.text, texts, similarities, pairwise(texts), settings, ids=[c.sample_id for c in rows])
+        naive.update({c.sample_id: (d.accepted, float(sim)) for c, d, sim in zip(rows, decisions, similarities)})
     naive_s = time.perf_counter() - start
 
-    embedder = Embedder(device=device)  # fresh memo: nothing reused from the pipeline run
-    ours, ours_similarities = [], []
+    # fresh memos: nothing reused from the pipeline run or from each other
     start = time.perf_counter()
-    vectors = embedder.encode([seed for seed, _ in questions] + [t for _, texts in questions for t in texts])
+    Embedder(device=device).encode([s.text for s in subset] + [c.text for c in inputs])
     ours_seed_s = time.perf_counter() - start
-    offset = len(questions)
-    for q, (seed, texts) in enumerate(questions):
-        own = vectors[offset : offset + len(texts)]
-        offset += len(texts)
-        similarities = own @ vectors[q]
-        ours_similarities.append(similarities)
-        ours.append(select_diverse(seed, texts, similarities, embedding_similarity(own), settings))
+    start = time.perf_counter()
+    decided = semantic_filter(subset, [c for c in candidates if c.question_id in question_ids], Embedder(device=device), settings)
     ours_s = time.perf_counter() - start
 
-    assert np.allclose(np.concatenate(naive_similarities), np.concatenate(ours_similarities), atol=1e-4), "batched and pairwise similarities differ"
-    decided_as = lambda runs: [[(d.index, d.accepted) for d in decisions] for decisions in runs]  # noqa: E731
-    assert decided_as(naive) == decided_as(ours), "batched and pairwise filters decided differently"
-    kept = sum(d.accepted for decisions in ours for d in decisions)
-    return {"candidates": sum(len(texts) for _, texts in questions), "kept": kept, "pairs": pairs_encoder.encoded // 2,
+    ours = {c.sample_id: (c.accepted, c.similarity) for c in decided if c.sample_id in naive}
+    assert ours.keys() == naive.keys(), "the two ways decided on different sentences"
+    assert all(ours[k][0] == naive[k][0] for k in naive), "batched and pairwise filters decided differently"
+    assert np.allclose([ours[k][1] for k in naive], [naive[k][1] for k in naive], atol=1e-4), "batched and pairwise similarities differ"
+    return {"candidates": len(inputs), "kept": sum(accepted for accepted, _ in ours.values()), "pairs": pairs_encoder.encoded // 2,
             "naive_s": naive_s, "ours_s": ours_s, "naive_seed_s": naive_seed_s, "ours_seed_s": ours_seed_s}
 
 
@@ -265,7 +261,7 @@ def main() -> None:
         reference = reference_augmentation(seeds[: args.reference_questions], server.base_url, PairEncoder(embedder))
         reference_requests_at_server = server.count(r"/chat/completions") - ours_requests_at_server
     assert ours_requests_at_server == ours["requests"] and reference_requests_at_server == reference["requests"]
-    filtered = filter_bench(seeds, ours["decided"], PairEncoder(embedder), args.filter_questions, args.device)
+    filtered = filter_bench(seeds, ours["candidates"], PairEncoder(embedder), args.filter_questions, args.device)
     diversity = diversity_bench(seeds, ours["decided"], args.device)
 
     scale = len(seeds) / reference["questions"]

@@ -99,6 +99,12 @@ def select_diverse(
     return [decisions[i] for i in range(len(texts))]
 
 
+def filter_inputs(candidates: Sequence[Candidate], question_ids: set[str]) -> list[Candidate]:
+    """The sentences the filter decides on: paraphrases and synonym variants their own step
+    accepted, of the given seed questions, in the candidates' order."""
+    return [c for c in candidates if c.step in ("paraphrase", "synonym") and c.accepted and c.question_id in question_ids]
+
+
 def semantic_filter(seeds: Sequence[SeedQuestion], candidates: Sequence[Candidate], embedder: Embedder, settings: FilterSettings) -> list[Candidate]:
     """Final decision for every candidate (seed rows first, always kept): accepted = in the augmented set.
 
@@ -107,7 +113,7 @@ def semantic_filter(seeds: Sequence[SeedQuestion], candidates: Sequence[Candidat
     """
     seed_rows = [seed_candidate(s) for s in seeds]
     known = {s.question_id for s in seeds}
-    sentences = [c for c in candidates if c.step in ("paraphrase", "synonym") and c.accepted and c.question_id in known]
+    sentences = filter_inputs(candidates, known)
     texts = [s.text for s in seeds] + [c.text for c in sentences]
     vectors = embedder.encode(texts)
     seed_vectors = dict(zip((s.question_id for s in seeds), vectors[: len(seeds)]))

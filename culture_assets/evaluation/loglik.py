@@ -158,7 +158,7 @@ def encode_prefix(local: LocalModel, examples: Sequence[PackedExample]) -> Share
         return SharedPrefix(length, decoder(input_ids=ids, use_cache=True).past_key_values)
 
 
-def score_packed(local: LocalModel, examples: Sequence[PackedExample], prefix: SharedPrefix = SharedPrefix(0, None)) -> list[list[float]]:
+def score_packed(local: LocalModel, examples: Sequence[PackedExample], prefix: SharedPrefix) -> list[list[float]]:
     """Summed log-probability of each choice of each example, one forward pass for the batch.
 
     Only the tokens after `prefix` (shared by every example, see `encode_prefix`) go through the
