@@ -10,6 +10,7 @@ import pytest
 
 from culture_assets_tests.dagster_dev import DagsterDev, free_port
 from culture_assets_tests.fake_openai import FakeOpenAI
+from culture_assets_tests.hub_cache import DEFAULT_HUB_NAME, fill_hub_cache
 
 REFERENCE_ENV = "CULTURELLM_REFERENCE_DATA"
 DEFAULT_REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "culturellm"
@@ -57,6 +58,30 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     corpus = [q.text + " " + q.option_text() for q in load_questions()]
     corpus += ["Answer with one option number.", "offensive not offensive hate speech spam normal OFF NOT yes no"]
     return build_tiny_chat_model(tmp_path_factory.mktemp("models") / "tiny-chat", corpus * 4)
+
+
+@pytest.fixture(scope="session")
+def hub_cache_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Hugging Face cache holding the tiny model under the default hub name (built once)."""
+    cache = tmp_path_factory.mktemp("hf_cache")
+    fill_hub_cache(cache, DEFAULT_HUB_NAME, tiny_model_dir)
+    return cache
+
+
+@pytest.fixture
+def offline_hub(hub_cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The hub stand-in in force: HF_HUB_CACHE points at the filled cache and HF_HUB_OFFLINE=1.
+
+    Set in the environment (for subprocesses) and in huggingface_hub's constants, which it reads
+    from the environment once, at import.
+    """
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub_cache_dir))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub_cache_dir))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return hub_cache_dir
 
 
 @pytest.fixture
