@@ -41,25 +41,29 @@ def data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-def reference_data_path() -> Path | None:
-    """The CultureLLM reference copy when present (the project never needs it at run time)."""
-    path = Path(os.environ.get(REFERENCE_ENV, DEFAULT_REFERENCE)).resolve()
-    return path if (path / "WVQ.jsonl").exists() else None
+def reference_data_path() -> Path:
+    """Where the CultureLLM reference copy is looked for; it may be absent (the project never needs it at run time)."""
+    return Path(os.environ.get(REFERENCE_ENV, DEFAULT_REFERENCE)).resolve()
+
+
+def is_reference_copy(path: Path) -> bool:
+    return (path / "WVQ.jsonl").exists()
 
 
 @pytest.fixture(scope="session")
 def reference_data() -> Path:
     """The CultureLLM reference copy, or skip."""
     path = reference_data_path()
-    if path is None:
-        pytest.skip(f"reference data not found (set {REFERENCE_ENV})")
+    if not is_reference_copy(path):
+        pytest.skip(f"reference data not found at {path} (set {REFERENCE_ENV})")
     return path
 
 
 @pytest.fixture(scope="session")
 def eval_archive(tmp_path_factory: pytest.TempPathFactory) -> EvalArchive:
     """The reference repository's archive layout for two cultures: the reference files when present, else synthetic (built once)."""
-    return build_eval_archive(tmp_path_factory.mktemp("eval_archive"), reference=reference_data_path())
+    reference = reference_data_path()
+    return build_eval_archive(tmp_path_factory.mktemp("eval_archive"), reference=reference if is_reference_copy(reference) else None)
 
 
 @pytest.fixture

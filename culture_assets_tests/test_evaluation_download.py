@@ -208,7 +208,7 @@ def test_a_cut_off_transfer_restarts_cleanly_without_range_support_or_when_the_f
     server.body = synthetic_archive.tar_gz(top="CultureLLM-main")  # another top folder name: not assumed
     sent_before = server.body_bytes_sent
     installed = install(synthetic_archive, server.url, data_home)
-    method, asked_range, status = server.requests[-1]
+    _, asked_range, status = server.requests[-1]
     assert asked_range == f"bytes={download.ATTEMPTS * (size // 5)}-" and status == 200  # asked to resume, got the new file whole
     assert installed.record.resumed_from_byte == 0 and installed.record.top_folder == "CultureLLM-main"
     assert server.body_bytes_sent - sent_before == len(server.body)

@@ -432,7 +432,7 @@ def download_evaluation_data(
         if record is not None and files_verified(target, files):
             return Installed(target, record, reused=True)
         try:
-            log(f"downloading the evaluation data archive {url}")
+            log(f"fetching the evaluation data archive {url}")
             archive, resumed_from = fetch_archive(url, downloads, progress)
             log(f"extracting the {len(files)} files the manifests name and checking their sha256")
             try:
