@@ -59,8 +59,8 @@ def installed_files(archive: EvalArchive) -> list[str]:
     return sorted(f"evaluation_data/{path}" for path in [*archive.files, RECORD_FILE])
 
 
-def install(archive: EvalArchive, url: str, home: Path) -> download.Installed:
-    return download_evaluation_data(url, load_manifests(archive.manifests_dir), home)
+def install(archive: EvalArchive, url: str, home: Path, progress: download.Progress | None = None) -> download.Installed:
+    return download_evaluation_data(url, load_manifests(archive.manifests_dir), home, progress)
 
 
 def assert_installed(archive: EvalArchive, home: Path) -> None:
@@ -88,6 +88,8 @@ def test_evaluation_data_then_eval_dataset_through_dagster(data_home, eval_archi
 
     result = dg.materialize(assets, selection=["evaluation_data"], resources=resources, instance=instance)
     assert result.success
+    logged = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert any(line.startswith("evaluation data: ") and line.endswith("(100 %) downloaded") for line in logged)
     metadata = result.asset_materializations_for_node("evaluation_data")[0].metadata
     archive = eval_archive_server.archive
     assert metadata["source"].value == "downloaded"
@@ -186,9 +188,11 @@ def test_a_cut_off_transfer_resumes_without_fetching_the_first_part_again(synthe
     received = download.ATTEMPTS * (size // 5)
     assert [p.stat().st_size for p in (data_home / "downloads").glob("*.partial")] == [received]
 
-    installed = install(synthetic_archive, server.url, data_home)
+    reported: list[tuple[int, int | None]] = []
+    installed = install(synthetic_archive, server.url, data_home, lambda done, total: reported.append((done, total)))
     assert_installed(synthetic_archive, data_home)
     assert installed.record.resumed_from_byte == received
+    assert reported[0][0] > received and reported[-1] == (size, size)
     assert server.body_bytes_sent == size  # not one byte fetched twice
     assert [r for _, r, _ in server.requests] == [None] + [f"bytes={n * (size // 5)}-" for n in range(1, download.ATTEMPTS + 1)]
     assert leftovers(data_home) == installed_files(synthetic_archive)

@@ -200,6 +200,12 @@ def _discard(*paths: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _keep_only_if_resumable(partial: Path, state_file: Path, url: str) -> None:
+    state = _PartialState.read(state_file, url)
+    if not (state and state.resumable):
+        _discard(partial, state_file)
+
+
 def _content_range_start(value: str | None) -> int | None:
     # "bytes 1000-1999/2000"
     if not value or not value.startswith("bytes "):
@@ -263,26 +269,24 @@ def fetch_archive(url: str, downloads: Path, progress: Progress | None = None) -
     downloads.mkdir(parents=True, exist_ok=True)
     stem = hashlib.sha256(url.encode()).hexdigest()[:16]
     partial, state_file, complete = downloads / f"{stem}.tar.gz.partial", downloads / f"{stem}.partial.json", downloads / f"{stem}.tar.gz"
+    if complete.is_file():  # received in full by an earlier run that stopped before extracting it
+        return complete, 0
     timeout = httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
     last_error: Exception | None = None
     resumed_from = 0
-    if complete.is_file():  # received in full by an earlier run that stopped before extracting it
-        return complete, 0
     with httpx.Client(timeout=timeout, follow_redirects=True) as client:
         for attempt in range(ATTEMPTS):
             try:
                 resumed_from = _stream_once(client, url, partial, state_file, progress) or resumed_from
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-                _discard(partial, state_file)
+                _keep_only_if_resumable(partial, state_file, url)
                 raise EvalDataDownloadError(f"evaluation data archive {url} cannot be reached ({type(exc).__name__}: {exc}); {settings_hint()}") from exc
-            except EvalDataDownloadError:
+            except EvalDataDownloadError:  # the server refuses the file (4xx): nothing to resume
                 _discard(partial, state_file)
                 raise
             except (httpx.TransportError, _ServerBusy) as exc:  # cut off or stalled mid-transfer, or a 5xx
                 last_error = exc
-                state = _PartialState.read(state_file, url)
-                if not (state and state.resumable):
-                    _discard(partial, state_file)
+                _keep_only_if_resumable(partial, state_file, url)
                 if attempt + 1 < ATTEMPTS:
                     time.sleep(RETRY_BACKOFF_S * 2**attempt)
                 continue
