@@ -21,7 +21,8 @@ from typing import Any
 from culture_assets.augment.resource import EmbedderResource
 from culture_assets.cultures import load_registry
 from culture_assets.demo import prepare_demo
-from culture_assets.evaluation.download import check_reachable, downloaded_data_dir, read_record
+from culture_assets.errors import InputError
+from culture_assets.evaluation.download import check_reachable
 from culture_assets.evaluation.resource import EvalDataResource
 from culture_assets.io_manager import ArtifactIOManager
 from culture_assets.llm import LLMResource
@@ -153,13 +154,17 @@ def preflight(profile: Profile, asset_names: set[str]) -> list[str]:
                 f"model {name!r} is neither a local directory nor in the Hugging Face cache, and the hub cannot be reached: "
                 f"set {'; and set '.join(fixes)}"
             )
-    if "eval_data" in needs and (problem := _eval_data_problem(EvalDataResource())):
+    if "eval_data" in needs and (problem := _eval_data_problem(EvalDataResource(), "evaluation_data" in asset_names)):
         problems.append(problem)
     return problems
 
 
-def _eval_data_problem(eval_data: EvalDataResource) -> str | None:
-    """None when the datasets are in a directory the user set, already downloaded, or their archive can be fetched."""
-    if eval_data.user_data_path() is not None or read_record(downloaded_data_dir(data_home())) is not None:
+def _eval_data_problem(eval_data: EvalDataResource, downloading: bool) -> str | None:
+    """None when the datasets are in the directory the user set, already downloaded, or about to be and their archive can be fetched."""
+    try:
+        eval_data.data_path()
         return None
-    return check_reachable(eval_data.url())
+    except InputError as missing:
+        if downloading and eval_data.user_data_path() is None:
+            return check_reachable(eval_data.url())
+        return str(missing)

@@ -6,7 +6,6 @@ and a later good run must succeed.
 """
 
 import hashlib
-import json
 import time
 from pathlib import Path
 
@@ -225,6 +224,14 @@ def test_a_file_url_is_read_in_place(synthetic_archive, data_home, tmp_path):
     assert installed.record.archive_sha256 == hashlib.sha256(archive_file.read_bytes()).hexdigest()
     assert_installed(synthetic_archive, data_home)
     assert archive_file.exists()  # a local archive is the user's: never moved or deleted
+    assert install(synthetic_archive, archive_file.as_uri(), data_home).reused
+
+    # an installed file that no longer matches its manifest: the directory is replaced whole
+    damaged = downloaded_data_dir(data_home) / sorted(synthetic_archive.files)[0]
+    damaged.write_bytes(b"edited by hand\n")
+    assert not install(synthetic_archive, archive_file.as_uri(), data_home).reused
+    assert_installed(synthetic_archive, data_home)
+    assert leftovers(data_home) == installed_files(synthetic_archive)
     with pytest.raises(EvalDataDownloadError, match="file not found"):
         install(synthetic_archive, (tmp_path / "absent.tar.gz").as_uri(), data_home / "other")
 
@@ -250,26 +257,32 @@ def test_a_directory_the_user_has_short_circuits_the_download(data_home, synthet
     assert leftovers(data_home) and not downloaded_data_dir(data_home).exists() and not (data_home / "downloads").exists()
 
 
-def test_preflight_catches_an_unreachable_archive_in_seconds(data_home, synthetic_archive, server, monkeypatch):
+def test_preflight_catches_an_unreachable_archive_in_seconds(data_home, synthetic_archive, server, monkeypatch, tmp_path):
     monkeypatch.delenv(EVAL_DATA_ENV, raising=False)
     monkeypatch.setenv(MANIFESTS_ENV, str(synthetic_archive.manifests_dir))
+    whole_graph = {"evaluation_data", "eval_dataset"}
     down = f"http://127.0.0.1:{free_port()}/archive.tar.gz"
-    for url, reason in ((down, "cannot be reached"), (server.url, None)):
-        monkeypatch.setenv(EVAL_DATA_URL_ENV, url)
-        started = time.monotonic()
-        problems = preflight(Profile.DEFAULT, {"eval_dataset"})
-        assert time.monotonic() - started < 10
-        if reason:
-            (problem,) = problems
-            assert reason in problem and url in problem and EVAL_DATA_URL_ENV in problem and EVAL_DATA_ENV in problem
-        else:
-            assert problems == []
+    monkeypatch.setenv(EVAL_DATA_URL_ENV, down)
+    started = time.monotonic()
+    (problem,) = preflight(Profile.DEFAULT, whole_graph)
+    assert time.monotonic() - started < 10
+    assert "cannot be reached" in problem and down in problem and EVAL_DATA_URL_ENV in problem and EVAL_DATA_ENV in problem
+
+    monkeypatch.setenv(EVAL_DATA_URL_ENV, server.url)
+    assert preflight(Profile.DEFAULT, whole_graph) == []
+    # eval_dataset alone (a one-culture backfill) needs the data already there
+    (problem,) = preflight(Profile.DEFAULT, {"eval_dataset"})
+    assert "not downloaded yet" in problem and "evaluation_data" in problem and EVAL_DATA_ENV in problem
     server.status = 404
-    (problem,) = preflight(Profile.DEFAULT, {"evaluation_data"})
-    assert "HTTP 404" in problem and EVAL_DATA_ENV in problem
+    (problem,) = preflight(Profile.DEFAULT, whole_graph)
+    assert "HTTP 404" in problem and server.url in problem and EVAL_DATA_ENV in problem
+
     # once downloaded, the archive is not needed again
     server.status = 200
     install(synthetic_archive, server.url, data_home)
     monkeypatch.setenv(EVAL_DATA_URL_ENV, down)
-    assert preflight(Profile.DEFAULT, {"eval_dataset"}) == []
-    assert json.loads((downloaded_data_dir(data_home) / RECORD_FILE).read_text())["url"] == server.url
+    assert preflight(Profile.DEFAULT, whole_graph) == preflight(Profile.DEFAULT, {"eval_dataset"}) == []
+    # a directory the user names must exist
+    monkeypatch.setenv(EVAL_DATA_ENV, str(tmp_path / "absent"))
+    (problem,) = preflight(Profile.DEFAULT, whole_graph)
+    assert str(tmp_path / "absent") in problem and "not found" in problem
