@@ -4,15 +4,16 @@ The archive looks like GitHub's archive of one commit: a pax global header namin
 single top folder `<top>/`, the evaluation files under `<top>/data/<Folder>/<dataset>/<file>.jsonl`,
 and files the download must leave out (`<top>/README.md`, `<top>/data/WVQ.jsonl`).
 
-Use in a test (the `eval_archive_server` fixture of conftest.py does the first two lines):
+Use in a test (the `eval_archive_server` fixture of conftest.py does the first two lines, with the
+reference copy when present, for english and german):
 
     archive = build_eval_archive(tmp_path, cultures=("english", "german"), reference=None)
     with EvalArchiveServer(archive) as server:
-        monkeypatch.setenv(...) for each item of server.environment()
-        ...  # materialize evaluation_data / run `culture-assets run`
+        env = {**os.environ, **server.environment()}  # for `culture-assets run`, or monkeypatch.setenv each
+        ...  # the run downloads from server.url; eval_dataset partitions: server.cultures
 
 - `build_eval_archive(root, cultures, reference)` -> `EvalArchive`: with `reference` (the CultureLLM
-  reference copy, e.g. the `reference_data` fixture's path or `reference_data_path()`), the real files of
+  reference copy, e.g. the `reference_data` fixture's path), the real files of
   the cultures' manifests from datasets_manifest/ (a culture with no file there, such as Chinese
   CValues, keeps its manifest and is reported not available); without it, two small synthetic datasets
   per culture (`offensive_rows`, labels OFF/NOT), one in a folder whose name holds a space. Either way

@@ -16,6 +16,7 @@ downloaded (see culture_assets.evaluation.loader).
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import hashlib
 import json
@@ -75,8 +76,6 @@ def archive_url(override: str = "") -> str:
 
 def downloaded_data_dir(home: Path) -> Path:
     return home / DOWNLOADED_DIR
-
-
 
 
 @dataclass(frozen=True)
@@ -357,7 +356,7 @@ def extract_verified(archive: Path, files: Sequence[WantedFile], target: Path, u
                 found[relative] = size
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise EvalDataDownloadError(
-            f"evaluation data archive {url} is truncated or not a .tar.gz ({type(exc).__name__}: {exc}); it was deleted, run again to download it anew, or {settings_hint()}"
+            f"evaluation data archive {url} is truncated or not a .tar.gz ({type(exc).__name__}: {exc}); nothing was installed: run again to fetch it anew, or {settings_hint()}"
         ) from exc
     missing = [path for path in wanted if path not in found]
     if missing:
@@ -374,8 +373,6 @@ def extract_verified(archive: Path, files: Sequence[WantedFile], target: Path, u
 @contextmanager
 def _exclusive(lock_path: Path) -> Iterator[None]:
     """One download per data home at a time (two runs materializing the asset at once wait for each other)."""
-    import fcntl
-
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with lock_path.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
