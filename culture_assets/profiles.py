@@ -3,7 +3,7 @@
 - `default`: a small open instruct model from the Hugging Face hub as generator and base model
   (CULTURE_ASSETS_GENERATOR_MODEL / CULTURE_ASSETS_BASE_MODEL override it with a name or a local
   directory), an OpenAI-compatible endpoint for generation when OPENAI_API_KEY is set, the
-  evaluation datasets from CULTURE_ASSETS_EVAL_DATA.
+  evaluation datasets downloaded by the `evaluation_data` asset (or CULTURE_ASSETS_EVAL_DATA).
 - `demo`: offline wiring demo: a tiny random model built locally and one synthetic evaluation
   set per culture. It runs the whole graph in minutes on 2 CPU cores; its scores mean nothing.
 
@@ -21,7 +21,8 @@ from typing import Any
 from culture_assets.augment.resource import EmbedderResource
 from culture_assets.cultures import load_registry
 from culture_assets.demo import prepare_demo
-from culture_assets.evaluation.loader import EVAL_DATA_ENV
+from culture_assets.errors import InputError
+from culture_assets.evaluation.download import check_reachable
 from culture_assets.evaluation.resource import EvalDataResource
 from culture_assets.io_manager import ArtifactIOManager
 from culture_assets.llm import LLMResource
@@ -130,7 +131,7 @@ def _hub_reachable(name: str) -> bool:
 NEEDS_BY_ASSET = {
     "paraphrases": "generator", "question_templates": "generator", "synonym_variants": "generator",
     "culture_model": "base_model", "culturellm_one": "base_model", "ablation_model": "base_model",
-    "eval_dataset": "eval_data",
+    "evaluation_data": "eval_data", "eval_dataset": "eval_data",
 }
 
 
@@ -153,6 +154,17 @@ def preflight(profile: Profile, asset_names: set[str]) -> list[str]:
                 f"model {name!r} is neither a local directory nor in the Hugging Face cache, and the hub cannot be reached: "
                 f"set {'; and set '.join(fixes)}"
             )
-    if "eval_data" in needs and not os.environ.get(EVAL_DATA_ENV):
-        problems.append(f"no evaluation datasets: download them and set {EVAL_DATA_ENV} (check with `python -m culture_assets.evaluation.verify --data-dir DIR`)")
+    if "eval_data" in needs and (problem := _eval_data_problem(EvalDataResource(), "evaluation_data" in asset_names)):
+        problems.append(problem)
     return problems
+
+
+def _eval_data_problem(eval_data: EvalDataResource, downloading: bool) -> str | None:
+    """None when the datasets are in the directory the user set, already downloaded, or about to be and their archive can be fetched."""
+    try:
+        eval_data.data_path()
+        return None
+    except InputError as missing:
+        if downloading and eval_data.user_data_path() is None:
+            return check_reachable(eval_data.url())
+        return str(missing)

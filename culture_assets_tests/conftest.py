@@ -9,6 +9,7 @@ from typing import Iterator
 import pytest
 
 from culture_assets_tests.dagster_dev import DagsterDev, free_port
+from culture_assets_tests.eval_archive import EvalArchive, EvalArchiveServer, build_eval_archive
 from culture_assets_tests.fake_openai import FakeOpenAI
 from culture_assets_tests.hub_cache import DEFAULT_HUB_NAME, fill_hub_cache
 
@@ -40,13 +41,37 @@ def data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+def reference_data_path() -> Path:
+    """Where the CultureLLM reference copy is looked for; it may be absent (the project never needs it at run time)."""
+    return Path(os.environ.get(REFERENCE_ENV, DEFAULT_REFERENCE)).resolve()
+
+
+def is_reference_copy(path: Path) -> bool:
+    return (path / "WVQ.jsonl").exists()
+
+
 @pytest.fixture(scope="session")
 def reference_data() -> Path:
-    """The CultureLLM reference copy, or skip (the project never needs it at run time)."""
-    path = Path(os.environ.get(REFERENCE_ENV, DEFAULT_REFERENCE)).resolve()
-    if not (path / "WVQ.jsonl").exists():
+    """The CultureLLM reference copy, or skip."""
+    path = reference_data_path()
+    if not is_reference_copy(path):
         pytest.skip(f"reference data not found at {path} (set {REFERENCE_ENV})")
     return path
+
+
+@pytest.fixture(scope="session")
+def eval_archive(tmp_path_factory: pytest.TempPathFactory) -> EvalArchive:
+    """The reference repository's archive layout for two cultures: the reference files when present, else synthetic (built once)."""
+    reference = reference_data_path()
+    return build_eval_archive(tmp_path_factory.mktemp("eval_archive"), reference=reference if is_reference_copy(reference) else None)
+
+
+@pytest.fixture
+def eval_archive_server(eval_archive: EvalArchive) -> Iterator[EvalArchiveServer]:
+    """`eval_archive` served on 127.0.0.1 (see culture_assets_tests/eval_archive.py): `.url`, `.manifests_dir`,
+    `.cultures`, `.environment()` for a run, fault settings; stopped after the test."""
+    with EvalArchiveServer(eval_archive) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -23,9 +23,11 @@ def write_dataset(
     rows: Iterable[dict] | None = None,
     labels: dict[str, str] = OFFENSIVE,
     raw_text: str | None = None,
+    relative_path: str | None = None,
 ) -> Path:
-    """A JSONL file under data_dir/<culture>/<id>.jsonl and its manifest (sha256 of what was written)."""
-    path = data_dir / culture / f"{dataset_id}.jsonl"
+    """A JSONL file under data_dir (at `relative_path`, default <culture>/<id>.jsonl) and its manifest (sha256 of what was written)."""
+    relative_path = relative_path or f"{culture}/{dataset_id}.jsonl"
+    path = data_dir / relative_path
     path.parent.mkdir(parents=True, exist_ok=True)
     text = raw_text if raw_text is not None else "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows or [])
     path.write_text(text, encoding="utf-8")
@@ -34,7 +36,7 @@ def write_dataset(
         "id": dataset_id, "culture": culture, "language": "en", "task": "offensive" if "OFF" in labels else "threat",
         "dataset": dataset_id, "paper_samples": 10, "source": {"citation": "made in a test", "url": "http://127.0.0.1/"},
         "license": "CC0", "available_in_reference": True,
-        "files": [{"path": f"{culture}/{dataset_id}.jsonl", "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}],
+        "files": [{"path": relative_path, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}],
         "text_field": "tweet", "label_field": "label",
         "labels": [{"label": k, "verbalizer": v} for k, v in labels.items()],
         "instruction": "Is this text offensive? Answer with exactly one of: {choices}.\n\nText: {text}",

@@ -11,6 +11,7 @@ from culture_assets.evaluation.loader import DatasetStatus, load_datasets
 from culture_assets.assets.training_sets import ABLATION_PARTITIONS
 from culture_assets.evaluation.models import Role, models_under_test, trained_model
 from culture_assets.evaluation.chat import chat_runner
+from culture_assets.evaluation.download import LICENSE_NOTE, dataset_provenance, download_evaluation_data, progress_logger
 from culture_assets.evaluation.resource import EvalDataResource
 from culture_assets.evaluation.scoring import ScoringSettings
 from culture_assets.evaluation.suite import AVERAGE, BootstrapSettings, score_culture
@@ -18,6 +19,7 @@ from culture_assets.evaluation.store import write_dataset_status, write_metrics
 from culture_assets.markdown import markdown_table
 from culture_assets.llm import LLMResource
 from culture_assets.resources import SurveySourceResource, WarehouseResource
+from culture_assets.settings import data_home
 from culture_assets.store import Warehouse
 from culture_assets.store.warehouse import WRITER_POOL
 
@@ -62,9 +64,52 @@ def _chat_runners(llm: LLMResource, store: Warehouse, context: dg.AssetExecution
 
 @dg.asset(
     group_name=GROUP,
+    kinds={"python", "github"},
+    description="The evaluation datasets the manifests name, downloaded from the reference repository's archive at a pinned commit and "
+    "checked against their sha256 (nothing is downloaded when CULTURE_ASSETS_EVAL_DATA names a directory).",
+)
+def evaluation_data(context: dg.AssetExecutionContext, eval_data: EvalDataResource) -> dg.MaterializeResult:
+    manifests = eval_data.manifests()
+    if eval_data.user_data_path() is None:
+        installed = download_evaluation_data(eval_data.url(), manifests, data_home(), progress_logger(context.log.info), context.log.info)
+        record = installed.record
+        version = dg.DataVersion(record.version)
+        fetched = {
+            "source": "already downloaded and verified: nothing fetched" if installed.reused else "downloaded",
+            "url": dg.MetadataValue.url(record.url),
+            "archive_sha256": record.archive_sha256,
+            "archive_bytes": record.archive_bytes,
+            "archive_top_folder": record.top_folder,
+            "resumed_from_byte": record.resumed_from_byte,
+            "files": record.files,
+            "bytes": record.bytes,
+        }
+    else:
+        version = None
+        fetched = {"source": "the directory the user set (CULTURE_ASSETS_EVAL_DATA or the resource's data_dir): nothing downloaded"}
+    data_dir = eval_data.data_path()
+    datasets = pl.DataFrame(dataset_provenance(manifests, data_dir))
+    for row in datasets.filter(~pl.col("status").is_in(["verified", DatasetStatus.NOT_AVAILABLE.value])).iter_rows(named=True):
+        context.log.warning(f"{row['dataset']}: {row['status']} in {data_dir}")
+    return dg.MaterializeResult(
+        metadata={
+            **fetched,
+            "data_dir": dg.MetadataValue.path(str(data_dir)),
+            "datasets_verified": datasets.filter(pl.col("status") == "verified").height,
+            "datasets_declared": datasets.height,
+            "license": dg.MetadataValue.md(LICENSE_NOTE),
+            "datasets": dg.MetadataValue.md(markdown_table(datasets, max_rows=100)),
+        },
+        data_version=version,
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
     kinds={"python", "parquet", "duckdb"},
     partitions_def=CULTURES,
     pool=WRITER_POOL,
+    deps=[evaluation_data],
     description="The culture's evaluation datasets from the manifests: checked, labels validated, a fixed-seed sample per task.",
     check_specs=[
         dg.AssetCheckSpec(

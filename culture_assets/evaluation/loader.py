@@ -1,7 +1,8 @@
 """Read a manifest's dataset from the evaluation data directory, checked and sampled.
 
-Users download the original datasets themselves into one directory (the layout the manifests'
-`files[].path` name); CULTURE_ASSETS_EVAL_DATA or the `eval_data` resource points at it.
+The datasets sit in one directory, in the layout the manifests' `files[].path` name: the one the
+`evaluation_data` asset downloads (culture_assets.evaluation.download), or one the user already has,
+named by CULTURE_ASSETS_EVAL_DATA or the `eval_data` resource.
 Rows whose label is empty or outside the manifest's label set are dropped and counted, never
 mapped to a class. A dataset that cannot be read (file missing, checksum mismatch, a line that
 is not JSON) is reported with its reason and the others are still loaded.
