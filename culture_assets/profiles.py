@@ -18,17 +18,16 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from culture_assets.augment.resource import EmbedderResource
+from culture_assets.resources.augment import EmbedderResource
 from culture_assets.cultures import load_registry
 from culture_assets.demo import prepare_demo
 from culture_assets.evaluation.loader import EVAL_DATA_ENV
-from culture_assets.evaluation.resource import EvalDataResource
+from culture_assets.resources.evaluation import EvalDataResource
 from culture_assets.io_manager import ArtifactIOManager
-from culture_assets.llm import LLMResource
-from culture_assets.llm.resource import API_KEY_ENV, BASE_URL_ENV
+from culture_assets.resources.llm import API_KEY_ENV, BASE_URL_ENV, LLMResource
 from culture_assets.resources import SurveySourceResource, WarehouseResource
 from culture_assets.settings import data_home
-from culture_assets.training.resource import BASE_MODEL_ENV, TrainerResource
+from culture_assets.resources.training import BASE_MODEL_ENV, TrainerResource
 
 PROFILE_ENV = "CULTURE_ASSETS_PROFILE"
 LIMIT_ENV = "CULTURE_ASSETS_LIMIT"

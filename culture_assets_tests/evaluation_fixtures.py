@@ -9,7 +9,7 @@ from typing import Iterable
 import dagster as dg
 import yaml
 
-from culture_assets.cultures import culture_partitions
+from culture_assets.partitions import culture_partitions
 
 OFFENSIVE = {"OFF": "offensive", "NOT": "not offensive"}
 YES_NO = {"1": "yes", "0": "no"}

@@ -10,8 +10,8 @@ from culture_assets.assets.evaluation import culture_scores, eval_dataset, wvs_a
 from culture_assets.assets.reports import culture_report
 from culture_assets.assets.survey import seed_survey, wvs_questions, wvs_wave
 from culture_assets.evaluation.report import TINY_WARNING
-from culture_assets.evaluation.resource import EvalDataResource
-from culture_assets.llm import LLMResource
+from culture_assets.resources.evaluation import EvalDataResource
+from culture_assets.resources.llm import LLMResource
 from culture_assets.io_manager import ArtifactIOManager
 from culture_assets.resources import SurveySourceResource, WarehouseResource
 from culture_assets.store import Warehouse

@@ -10,7 +10,7 @@ from culture_assets.evaluation.loglik import choice_ids, choice_logliks, generat
 from culture_assets.evaluation.metrics import INVALID
 from culture_assets.evaluation.models import ModelUnderTest, Role
 from culture_assets.evaluation.scoring import ChoiceTask, ModelScorer
-from culture_assets.llm import LLMResource
+from culture_assets.resources.llm import LLMResource
 from culture_assets.store import Warehouse
 from culture_assets_tests.evaluation_fixtures import make_adapter
 

@@ -14,9 +14,10 @@ from culture_assets.augment.checks import exact_duplicates, option_scale_problem
 from culture_assets.augment.generation import Step1Settings, Step2Settings, StepResult, paraphrase_step, synonym_step
 from culture_assets.augment.lineage import write_lineage
 from culture_assets.augment.quality import diversity_gain, judge_equivalence, perplexity, sample_pairs
-from culture_assets.augment.resource import EmbedderResource
+from culture_assets.resources.augment import EmbedderResource
 from culture_assets.augment.semantic_filter import DEFAULT_THRESHOLD, FilterSettings, semantic_filter
-from culture_assets.llm import DryRunStop, LLMError, LLMResource
+from culture_assets.llm import DryRunStop, LLMError
+from culture_assets.resources.llm import LLMResource
 from culture_assets.markdown import markdown_table
 from culture_assets.resources import WarehouseResource
 from culture_assets.settings import atomic_path, data_home

@@ -4,19 +4,20 @@
 import dagster as dg
 import polars as pl
 
-from culture_assets.cultures import culture_partitions, load_registry
+from culture_assets.cultures import load_registry
 from culture_assets.evaluation.alignment import ALIGNMENT_METRICS, align_culture, survey_targets
 from culture_assets.evaluation.cache import EvalCache
 from culture_assets.evaluation.loader import DatasetStatus, load_datasets
 from culture_assets.assets.training_sets import ABLATION_PARTITIONS
 from culture_assets.evaluation.models import Role, models_under_test, trained_model
 from culture_assets.evaluation.chat import chat_runner
-from culture_assets.evaluation.resource import EvalDataResource
+from culture_assets.resources.evaluation import EvalDataResource
 from culture_assets.evaluation.scoring import ScoringSettings
 from culture_assets.evaluation.suite import AVERAGE, BootstrapSettings, score_culture
 from culture_assets.evaluation.store import write_dataset_status, write_metrics
 from culture_assets.markdown import markdown_table
-from culture_assets.llm import LLMResource
+from culture_assets.partitions import culture_partitions
+from culture_assets.resources.llm import LLMResource
 from culture_assets.resources import SurveySourceResource, WarehouseResource
 from culture_assets.store import Warehouse
 from culture_assets.store.warehouse import WRITER_POOL

@@ -12,7 +12,7 @@ from culture_assets.resources import WarehouseResource
 from culture_assets.store.warehouse import WRITER_POOL
 from culture_assets.training.model_record import lineage_row, model_key, model_record
 from culture_assets.training.openai_jobs import PENDING, pending_jobs
-from culture_assets.training.resource import FineTuningPending, TrainerResource
+from culture_assets.resources.training import FineTuningPending, TrainerResource
 from culture_assets.training.training_set import split_rows
 
 GROUP = "models"

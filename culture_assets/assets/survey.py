@@ -4,9 +4,10 @@
 import dagster as dg
 import polars as pl
 
-from culture_assets.cultures import CULTURE_BACKFILL_POLICY, culture_partitions, load_registry
+from culture_assets.cultures import load_registry
 from culture_assets.errors import naming
 from culture_assets.markdown import markdown_table
+from culture_assets.partitions import CULTURE_BACKFILL_POLICY, culture_partitions
 from culture_assets.resources import SurveySourceResource, WarehouseResource
 from culture_assets.store.warehouse import WRITER_POOL
 from culture_assets.survey.answers import answers_fingerprint, read_answer_counts

@@ -3,8 +3,9 @@
 import dagster as dg
 import polars as pl
 
-from culture_assets.cultures import culture_partitions, load_registry
+from culture_assets.cultures import load_registry
 from culture_assets.markdown import markdown_table
+from culture_assets.partitions import culture_partitions
 from culture_assets.resources import SurveySourceResource
 from culture_assets.training.ablations import ABLATIONS, ablation_spec
 from culture_assets.training.training_set import (

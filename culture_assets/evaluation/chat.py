@@ -18,8 +18,8 @@ from typing import Any, Callable, Sequence
 from culture_assets.errors import InputError
 from culture_assets.evaluation.manifest import normalise_answer
 from culture_assets.evaluation.metrics import INVALID
-from culture_assets.llm import Budget, ChatRunner, LLMResource, OpenAIChatGenerator, ResponseCache, RetryPolicy
-from culture_assets.llm.resource import API_KEY_ENV, BASE_URL_ENV
+from culture_assets.llm import Budget, ChatRunner, OpenAIChatGenerator, ResponseCache, RetryPolicy
+from culture_assets.resources.llm import API_KEY_ENV, BASE_URL_ENV, LLMResource
 from culture_assets.store import Warehouse
 
 

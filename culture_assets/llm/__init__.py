@@ -37,7 +37,6 @@ from culture_assets.llm.errors import (
 from culture_assets.llm.generator import ChatGenerator, Completion
 from culture_assets.llm.local_generator import LocalChatGenerator
 from culture_assets.llm.openai_generator import OpenAIChatGenerator
-from culture_assets.llm.resource import LLMResource
 from culture_assets.llm.runner import (
     Budget,
     ChatOutcome,
@@ -61,7 +60,6 @@ __all__ = [
     "LLMError",
     "LLMModelError",
     "LLMRequestError",
-    "LLMResource",
     "LLMRetriesExhausted",
     "LLMUnreachableError",
     "LocalChatGenerator",

@@ -15,7 +15,7 @@ from culture_assets.cultures import load_registry
 from culture_assets.io_manager import ArtifactIOManager
 from culture_assets.resources import SurveySourceResource, WarehouseResource
 from culture_assets.training.lora import MANIFEST, directory_hash, load_adapter_model
-from culture_assets.training.resource import TrainerResource
+from culture_assets.resources.training import TrainerResource
 from culture_assets_tests.fake_openai import install_fine_tuning_routes
 from culture_assets_tests.training.samples import augmented_questions as sample_rows
 
