@@ -58,7 +58,8 @@ def _chat_runners(llm: LLMResource, store: Warehouse, context: dg.AssetExecution
     """Runners of the LLM layer, one per API model, only when a model is served by an API."""
     if not any(record.get("trainer") == "openai" for record in records):
         return None
-    return lambda model: chat_runner(llm, model, store, context.log.info)
+    settings = llm.settings()
+    return lambda model: chat_runner(settings, model, store, context.log.info)
 
 
 @dg.asset(

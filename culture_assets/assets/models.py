@@ -29,7 +29,7 @@ def _fit_and_register(
 ) -> dg.Output:
     key = model_key(culture, variant)
     try:
-        fitted = trainer.fit(
+        fitted = trainer.settings().fit(
             key, split_rows(table, "train"), split_rows(table, "validation"), warehouse.get(), context.log.info,
             asset_key=context.asset_key.to_user_string(),
             partition_key=context.partition_key if context.has_partition_key else None,
@@ -120,7 +120,7 @@ def openai_fine_tuning_sensor(context: dg.SensorEvaluationContext, trainer: Trai
     pending = pending_jobs(warehouse.get())
     if pending.height == 0:
         return
-    client = trainer.openai_client()
+    client = trainer.settings().openai_client()
     for row in pending.iter_rows(named=True):
         job = client.fine_tuning.jobs.retrieve(row["job_id"])
         if job.status in PENDING or not row["asset_key"]:

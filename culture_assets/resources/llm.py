@@ -1,80 +1,56 @@
-"""The Dagster resource "llm": configuration in, a ChatRunner out (one per asset run)."""
+"""The Dagster resource "llm": configuration in, a ChatRunner out (one per asset run).
+
+Its fields are the library's LLMSettings fields (same defaults, bounds and descriptions), so a default lives
+in culture_assets.llm.settings only.
+"""
 
 from __future__ import annotations
 
-import os
 from typing import Callable, Optional
 
 import dagster as dg
-from pydantic import Field
 
-from culture_assets.llm.cache import ResponseCache
 from culture_assets.llm.generator import ChatGenerator
-from culture_assets.llm.local_generator import LocalChatGenerator
-from culture_assets.llm.openai_generator import OpenAIChatGenerator
-from culture_assets.llm.runner import Budget, ChatRunner, RetryPolicy
+from culture_assets.llm.runner import ChatRunner
+from culture_assets.llm.client import API_KEY_ENV, BASE_URL_ENV
+from culture_assets.llm.settings import LLMSettings
 from culture_assets.store import Warehouse
 
-API_KEY_ENV = "OPENAI_API_KEY"
-BASE_URL_ENV = "OPENAI_BASE_URL"
+__all__ = ["API_KEY_ENV", "BASE_URL_ENV", "LLMResource"]
+
+_FIELDS = LLMSettings.model_fields
 
 
 class LLMResource(dg.ConfigurableResource):
-    """An OpenAI-compatible chat endpoint, or a local transformers chat model when there is no API key.
+    """An OpenAI-compatible chat endpoint, or a local transformers chat model when there is no API key."""
 
-    The API key comes from `api_key` (wire it as dg.EnvVar("OPENAI_API_KEY")) or else the
-    OPENAI_API_KEY environment variable; it is only handed to the HTTP client.
-    """
+    model: str = _FIELDS["model"]
+    api_key: Optional[str] = _FIELDS["api_key"]
+    base_url: str = _FIELDS["base_url"]
+    local_model: str = _FIELDS["local_model"]
+    concurrency: int = _FIELDS["concurrency"]
+    max_retries: int = _FIELDS["max_retries"]
+    backoff_base_s: float = _FIELDS["backoff_base_s"]
+    max_backoff_s: float = _FIELDS["max_backoff_s"]
+    request_timeout_s: float = _FIELDS["request_timeout_s"]
+    max_requests: Optional[int] = _FIELDS["max_requests"]
+    max_tokens: Optional[int] = _FIELDS["max_tokens"]
+    default_max_tokens: int = _FIELDS["default_max_tokens"]
+    dry_run: bool = _FIELDS["dry_run"]
 
-    model: str = Field(default="gpt-4o-mini", description="Model name the endpoint serves.")
-    api_key: Optional[str] = Field(default=None, description="Secret; use dg.EnvVar('OPENAI_API_KEY'). Empty: $OPENAI_API_KEY.")
-    base_url: str = Field(default="", description="OpenAI-compatible base URL (vLLM, Ollama ...). Empty: $OPENAI_BASE_URL, else OpenAI.")
-    local_model: str = Field(default="", description="HF model name or path of a chat model used when no API key is set.")
-    concurrency: int = Field(default=8, ge=1, description="Requests in flight at once.")
-    max_retries: int = Field(default=5, ge=0)
-    backoff_base_s: float = Field(default=1.0, ge=0, description="First backoff; doubles per retry, with jitter.")
-    max_backoff_s: float = Field(default=60.0, ge=0, description="Cap on any wait, Retry-After included.")
-    request_timeout_s: float = Field(default=60.0, gt=0)
-    max_requests: Optional[int] = Field(default=None, ge=0, description="Budget per run: requests sent (cache hits are free).")
-    max_tokens: Optional[int] = Field(default=None, ge=0, description="Budget per run: prompt + completion tokens.")
-    default_max_tokens: int = Field(default=512, ge=1, description="Completion cap assumed by the estimate when a request sets none.")
-    dry_run: bool = Field(default=False, description="Log the calls and tokens a run would spend, then stop before sending.")
-
-    def _api_key(self) -> str:
-        return (self.api_key or os.environ.get(API_KEY_ENV, "")).strip()
+    def settings(self) -> LLMSettings:
+        return LLMSettings.model_validate({name: getattr(self, name) for name in _FIELDS})
 
     @property
     def uses_api(self) -> bool:
-        return bool(self._api_key())
+        return self.settings().uses_api
 
     @property
     def model_name(self) -> str:
-        """The name recorded in lineage and the cache: the API model, or the local model."""
-        return self.model if self.uses_api else self.local_model
+        return self.settings().model_name
 
     def generator(self) -> ChatGenerator:
-        key = self._api_key()
-        if key:
-            base_url = self.base_url or os.environ.get(BASE_URL_ENV, "") or None
-            return OpenAIChatGenerator(self.model, key, base_url, timeout_s=self.request_timeout_s)
-        if not self.local_model:
-            raise dg.Failure(
-                description=(
-                    f"No LLM configured: set {API_KEY_ENV} (and {BASE_URL_ENV} for vLLM/Ollama), or set the llm "
-                    "resource's `local_model` to a local chat model name or path."
-                )
-            )
-        return LocalChatGenerator(self.local_model, default_max_new_tokens=self.default_max_tokens)
+        return self.settings().generator()
 
     def runner(self, warehouse: Warehouse | None, log: Callable[[str], None] | None = None) -> ChatRunner:
-        """A fresh runner (its own budget and stats) caching into `warehouse`'s llm_cache table."""
-        return ChatRunner(
-            self.generator(),
-            ResponseCache(warehouse) if warehouse is not None else None,
-            concurrency=self.concurrency,
-            retry=RetryPolicy(self.max_retries, self.backoff_base_s, self.max_backoff_s),
-            budget=Budget(self.max_requests, self.max_tokens),
-            dry_run=self.dry_run,
-            default_max_tokens=self.default_max_tokens,
-            log=log,
-        )
+        return self.settings().runner(warehouse, log)

@@ -1,132 +1,43 @@
-"""The `trainer` resource: which trainer fits the culture models, on which base model, and how.
-
-`kind="local"` trains a LoRA adapter on a local transformers model directory (`base_model` is its
-path); `kind="openai"` runs an OpenAI fine-tuning job (`base_model` is the API model name, the key
-comes from `api_key` or OPENAI_API_KEY, the endpoint from `base_url` or OPENAI_BASE_URL).
-"""
+"""The `trainer` resource: the library's TrainerSettings as Dagster config (same fields, defaults and bounds)."""
 
 from __future__ import annotations
 
-import hashlib
-import os
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Literal, Optional
 
 import dagster as dg
-from pydantic import Field
 
-from culture_assets.errors import InputError
-from culture_assets.settings import data_home
-from culture_assets.store.warehouse import Warehouse
-from culture_assets.training.lora import LoraHyperParameters, train_lora
-from culture_assets.training.openai_jobs import FineTuningJobs, OpenAIFineTuningSettings
+from culture_assets.training.trainer import BASE_MODEL_ENV, FineTuningPending, TrainerSettings
 
-BASE_MODEL_ENV = "CULTURE_ASSETS_BASE_MODEL"
+__all__ = ["BASE_MODEL_ENV", "FineTuningPending", "TrainerResource"]
 
-
-class FineTuningPending(RuntimeError):
-    """The OpenAI job is still running; materialize again later (the sensor does it when it ends)."""
-
-    def __init__(self, job_id: str, status: str, events: Sequence[str]):
-        self.job_id, self.status, self.events = job_id, status, tuple(events)
-        super().__init__(
-            f"fine-tuning job {job_id} is {status}; nothing was paid twice. Materialize again later, or turn on "
-            f"the openai_fine_tuning_sensor to do it when the job ends. Latest events: {list(events)[:3]}"
-        )
-
-
-@dataclass(frozen=True)
-class FittedModel:
-    trainer: str
-    base_model: str
-    adapter_path: str | None
-    model_id: str | None
-    artifact_hash: str
-    hyperparameters: dict[str, Any]
-    details: dict[str, Any]
+_FIELDS = TrainerSettings.model_fields
 
 
 class TrainerResource(dg.ConfigurableResource):
-    """Fits a model on chat samples with the configured trainer and base model."""
+    """Fits a model on chat samples with the configured trainer and base model (see culture_assets.training.trainer)."""
 
-    kind: Literal["local", "openai"] = "local"
-    base_model: str = Field(default="", description=f"local model directory or API model name; empty means ${BASE_MODEL_ENV}")
-    models_dir: str = Field(default="", description="where adapters go; empty means <data home>/models")
-    chat_template: str = Field(default="", description="Jinja chat template for a tokenizer that has none")
-    seed: int = 0
-    epochs: float = 3.0
-    max_steps: int = -1
-    learning_rate: float = 2e-4
-    batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    max_length: int = 512
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    save_steps: int = 50
-    api_key: str = ""
-    base_url: str = ""
-    price_per_million_tokens: float = 3.0
-    max_cost_usd: float = 20.0
-    resubmit_failed: bool = False
+    kind: Literal["local", "openai"] = _FIELDS["kind"]
+    base_model: str = _FIELDS["base_model"]
+    models_dir: str = _FIELDS["models_dir"]
+    chat_template: str = _FIELDS["chat_template"]
+    seed: int = _FIELDS["seed"]
+    epochs: float = _FIELDS["epochs"]
+    max_steps: int = _FIELDS["max_steps"]
+    learning_rate: float = _FIELDS["learning_rate"]
+    batch_size: int = _FIELDS["batch_size"]
+    gradient_accumulation_steps: int = _FIELDS["gradient_accumulation_steps"]
+    max_length: int = _FIELDS["max_length"]
+    lora_r: int = _FIELDS["lora_r"]
+    lora_alpha: int = _FIELDS["lora_alpha"]
+    lora_dropout: float = _FIELDS["lora_dropout"]
+    target_modules: str = _FIELDS["target_modules"]
+    warmup_steps: float = _FIELDS["warmup_steps"]
+    save_steps: int = _FIELDS["save_steps"]
+    api_key: Optional[str] = _FIELDS["api_key"]
+    base_url: str = _FIELDS["base_url"]
+    price_per_million_tokens: float = _FIELDS["price_per_million_tokens"]
+    max_cost_usd: float = _FIELDS["max_cost_usd"]
+    resubmit_failed: bool = _FIELDS["resubmit_failed"]
 
-    def resolved_base_model(self) -> str:
-        chosen = self.base_model or os.environ.get(BASE_MODEL_ENV, "")
-        if not chosen:
-            raise InputError("trainer resource", f"no base model: set `base_model` or ${BASE_MODEL_ENV}", field="base_model")
-        return chosen
-
-    def models_root(self) -> Path:
-        return Path(self.models_dir).expanduser().resolve() if self.models_dir else data_home() / "models"
-
-    def lora_hyperparameters(self) -> LoraHyperParameters:
-        return LoraHyperParameters(
-            seed=self.seed, epochs=self.epochs, max_steps=self.max_steps, learning_rate=self.learning_rate,
-            batch_size=self.batch_size, gradient_accumulation_steps=self.gradient_accumulation_steps,
-            max_length=self.max_length, lora_r=self.lora_r, lora_alpha=self.lora_alpha,
-            lora_dropout=self.lora_dropout, save_steps=self.save_steps,
-        )
-
-    def openai_settings(self, suffix: str) -> OpenAIFineTuningSettings:
-        return OpenAIFineTuningSettings(
-            base_model=self.resolved_base_model(), n_epochs=max(1, round(self.epochs)), seed=self.seed, suffix=suffix[:18],
-            price_per_million_tokens=self.price_per_million_tokens, max_cost_usd=self.max_cost_usd,
-            resubmit_failed=self.resubmit_failed,
-        )
-
-    def openai_client(self):
-        import openai
-
-        return openai.OpenAI(api_key=self.api_key or None, base_url=self.base_url or None)
-
-    def fit(
-        self,
-        model_key: str,
-        train_rows: Sequence[Sequence[dict[str, str]]],
-        validation_rows: Sequence[Sequence[dict[str, str]]],
-        warehouse: Warehouse,
-        log: Callable[[str], None],
-        asset_key: str | None = None,
-        partition_key: str | None = None,
-    ) -> FittedModel:
-        """Train locally, or advance the OpenAI job one step (raising FineTuningPending while it runs)."""
-        base_model = self.resolved_base_model()
-        if self.kind == "local":
-            params = self.lora_hyperparameters()
-            adapter = train_lora(
-                base_model, train_rows, self.models_root(), model_key, params,
-                validation_rows=validation_rows, chat_template=self.chat_template, progress=log,
-            )
-            log(f"{model_key}: adapter {adapter.path} ({'reused' if adapter.reused else 'trained'}, step {adapter.manifest['global_step']})")
-            return FittedModel("local", adapter.manifest["base_model"], str(adapter.path), None, adapter.artifact_hash,
-                               {**params.model_dump(mode="json"), "lora_config": adapter.manifest["lora_config"]}, adapter.manifest)
-        settings = self.openai_settings(model_key)
-        jobs = FineTuningJobs(self.openai_client(), warehouse, log)
-        outcome = jobs.advance(model_key, train_rows, settings, validation_rows, asset_key=asset_key, partition_key=partition_key)
-        if outcome.pending or not outcome.fine_tuned_model:
-            raise FineTuningPending(outcome.job_id, outcome.status, outcome.events)
-        artifact_hash = hashlib.sha256(f"{outcome.job_id}\0{outcome.fine_tuned_model}".encode()).hexdigest()
-        return FittedModel("openai", base_model, None, outcome.fine_tuned_model, artifact_hash, settings.model_dump(mode="json"),
-                           {"job_id": outcome.job_id, "estimated_cost_usd": outcome.estimate.cost_usd,
-                            "estimated_billed_tokens": outcome.estimate.billed_tokens})
+    def settings(self) -> TrainerSettings:
+        return TrainerSettings.model_validate({name: getattr(self, name) for name in _FIELDS})

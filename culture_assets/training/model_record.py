@@ -7,7 +7,7 @@ from typing import Any
 
 import polars as pl
 
-from culture_assets.resources.training import FittedModel
+from culture_assets.training.trainer import FittedModel
 from culture_assets.training.training_set import training_set_version
 
 
