@@ -17,5 +17,5 @@ def test_dagster_dev_lists_assets_and_culture_partitions(dagster_dev) -> None:
         """{ repositoriesOrError { ... on RepositoryConnection { nodes {
              sensors { name sensorState { status } } schedules { name cronSchedule scheduleState { status } } } } } }"""
     )["repositoriesOrError"]["nodes"][0]
-    assert {(s["name"], s["sensorState"]["status"]) for s in automation["sensors"]} >= {("wvs_wave_sensor", "RUNNING")}
-    assert {(s["name"], s["scheduleState"]["status"]) for s in automation["schedules"]} >= {("wvs_wave_weekly_recheck", "RUNNING")}
+    assert {(s["name"], s["sensorState"]["status"]) for s in automation["sensors"]} >= {("survey_automation_sensor", "RUNNING")}
+    assert {(s["name"], s["scheduleState"]["status"]) for s in automation["schedules"]} >= {("wvs_wave_observation_schedule", "RUNNING")}

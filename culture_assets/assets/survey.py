@@ -14,8 +14,10 @@ from culture_assets.survey.answers import answers_fingerprint, read_answer_count
 from culture_assets.survey.distribution import Pooling, seed_survey_table, unflagged_unanswered
 
 GROUP = "survey"
-# Metadata key of seed_survey's per-culture answers version; the WVS-wave sensor compares against it.
+# Metadata key of seed_survey's per-culture answers version (wvs_wave's data version of that culture).
 FINGERPRINT_METADATA = "survey_fingerprint"
+# The event tag Dagster reads a data version from (what an observe function's DataVersion becomes).
+DATA_VERSION_TAG = "dagster/data_version"
 CULTURES = culture_partitions()
 
 
@@ -26,10 +28,16 @@ class SeedSurveyConfig(dg.Config):
 @dg.observable_source_asset(
     group_name=GROUP,
     tags={"dagster/kind/csv": ""},
-    description="The WVS survey file(s) in use; its data version is their content hash, so a new wave is a new version.",
+    partitions_def=CULTURES,
+    description="The WVS survey file(s) in use; a culture's data version is its answers' fingerprint, so a new wave or a "
+    "corrected release is a new version for exactly the cultures whose answers changed.",
 )
-def wvs_wave(survey_source: SurveySourceResource) -> dg.DataVersion:
-    return dg.DataVersion(survey_source.version())
+def wvs_wave(survey_source: SurveySourceResource) -> dg.DataVersionsByPartition:
+    files = survey_source.files()
+    counts = read_answer_counts(files, [q.id for q in survey_source.questions()])
+    return dg.DataVersionsByPartition(
+        {culture.key: answers_fingerprint(counts, culture.country_alphas) for culture in load_registry().cultures}
+    )
 
 
 @dg.asset(group_name=GROUP, kinds={"python", "parquet"}, description="The 50 WVS Wave 7 seed questions with their parsed answer scales.")
@@ -102,6 +110,9 @@ def seed_survey(
         "question_id", "topic", "modal_answer", "mode_tied", "n_valid", "n_missing", "never_asked", "reference_label",
         pl.col("distribution").list.eval(pl.element().round(3)).alias("distribution"),
     )
+    # The answers this partition was built from, as wvs_wave's data version: an observation of the same answers
+    # later is then no change, and Dagster ignores this record for seed_survey itself (same run).
+    context.log_event(dg.AssetObservation(asset_key=wvs_wave.key, partition=culture.key, tags={DATA_VERSION_TAG: fingerprint}))
     yield dg.Output(
         table,
         metadata={
