@@ -90,7 +90,6 @@ def _step_metadata(frame: pl.DataFrame, result: StepResult, stats: dict) -> dict
 
 @dg.multi_asset(
     group_name=GROUP,
-    pool=WRITER_POOL,
     outs={
         "paraphrases": dg.AssetOut(kinds={"openai", "parquet"}, description="Step 1: paraphrases of each seed question with their cosine to the seed."),
         "question_templates": dg.AssetOut(kinds={"openai", "parquet"}, description="Step 1: seed questions with replaceable words as [x] slots."),
@@ -122,7 +121,6 @@ def paraphrases_and_templates(
 @dg.asset(
     group_name=GROUP,
     kinds={"openai", "parquet"},
-    pool=WRITER_POOL,
     description="Step 2: template slots filled with context-aware synonyms from the LLM, as full sentences with cosine to the seed.",
 )
 def synonym_variants(
@@ -253,7 +251,6 @@ def _plot(augmented: pl.DataFrame, figures: dict, judge_scores: list[int]) -> by
 @dg.asset(
     group_name=GROUP,
     kinds={"python", "matplotlib"},
-    pool=WRITER_POOL,
     description="Perplexity, diversity gain and LLM-judged semantic equivalence of the augmented questions vs the seeds, with a plot.",
 )
 def augmentation_quality(

@@ -108,7 +108,6 @@ def eval_dataset(context: dg.AssetExecutionContext, config: EvalDatasetConfig, e
     group_name=GROUP,
     kinds={"pytorch", "openai", "duckdb", "parquet"},
     partitions_def=CULTURES,
-    pool=WRITER_POOL,
     ins={"culture_model": dg.AssetIn(), "culturellm_one": dg.AssetIn(), "eval_dataset": dg.AssetIn()},
     description="Macro-F1 with paired bootstrap 95% CIs of base, base + culture prompt, culture model and CultureLLM-One per dataset.",
 )
@@ -152,7 +151,6 @@ def culture_scores(
     group_name=GROUP,
     kinds={"pytorch", "openai", "duckdb", "parquet"},
     partitions_def=CULTURES,
-    pool=WRITER_POOL,
     ins={"culture_model": dg.AssetIn(), "culturellm_one": dg.AssetIn(), "seed_survey": dg.AssetIn()},
     description="Held-out WVS questions: Jensen-Shannon and Wasserstein distance to the survey and modal accuracy, for the four models.",
 )
@@ -196,7 +194,6 @@ def wvs_alignment(
     group_name=GROUP,
     kinds={"pytorch", "openai", "duckdb", "parquet"},
     partitions_def=ABLATION_PARTITIONS,
-    pool=WRITER_POOL,
     ins={
         "ablation_model": dg.AssetIn(),
         "eval_dataset": dg.AssetIn(partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="culture")),

@@ -9,7 +9,6 @@ import polars as pl
 from culture_assets.assets.training_sets import ABLATION_PARTITIONS, CULTURES
 from culture_assets.cultures import load_registry
 from culture_assets.resources import WarehouseResource
-from culture_assets.store.warehouse import WRITER_POOL
 from culture_assets.training.model_record import lineage_row, model_key, model_record
 from culture_assets.training.openai_jobs import PENDING, pending_jobs
 from culture_assets.resources.training import FineTuningPending, TrainerResource
@@ -66,7 +65,6 @@ def _system_prompt(table: pl.DataFrame) -> str:
     group_name=GROUP,
     kinds={"pytorch", "openai", "duckdb"},
     partitions_def=CULTURES,
-    pool=WRITER_POOL,
     description="A culture's fine-tuned model: a LoRA adapter directory (local) or a fine-tuned API model id (OpenAI).",
 )
 def culture_model(
@@ -79,7 +77,6 @@ def culture_model(
 @dg.asset(
     group_name=GROUP,
     kinds={"pytorch", "openai", "duckdb"},
-    pool=WRITER_POOL,
     ins={"training_set": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
     description="CultureLLM-One: one model fine-tuned on every culture's training set, each sample with its culture's system prompt.",
 )
@@ -98,7 +95,6 @@ def culturellm_one(
     group_name=GROUP,
     kinds={"pytorch", "openai", "duckdb"},
     partitions_def=ABLATION_PARTITIONS,
-    pool=WRITER_POOL,
     description="A culture model trained on one ablation variant of its training set, for the paper's ablation figures.",
 )
 def ablation_model(
