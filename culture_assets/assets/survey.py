@@ -10,7 +10,7 @@ from culture_assets.markdown import markdown_table
 from culture_assets.partitions import CULTURE_BACKFILL_POLICY, culture_partitions
 from culture_assets.resources import SurveySourceResource, WarehouseResource
 from culture_assets.store.warehouse import WRITER_POOL
-from culture_assets.survey.answers import answers_fingerprint, read_answer_counts
+from culture_assets.survey.answers import OUT_OF_SCALE_ERROR_SHARE, answers_fingerprint, out_of_scale_codes, read_answer_counts, read_survey
 from culture_assets.survey.distribution import Pooling, seed_survey_table, unflagged_unanswered
 
 GROUP = "survey"
@@ -73,7 +73,14 @@ def wvs_questions(context: dg.AssetExecutionContext, survey_source: SurveySource
             asset="seed_survey",
             blocking=True,
             description="Each question has a modal answer or is flagged never asked; none is silently dropped.",
-        )
+        ),
+        dg.AssetCheckSpec(
+            "answer_codes_within_scale",
+            asset="seed_survey",
+            blocking=True,
+            description=f"No answer code outside its question's scale (e.g. 99 on a 1-4 question; such codes are left out "
+            f"of the distribution). A few are a warning; above {OUT_OF_SCALE_ERROR_SHARE:.0%} of a question's answers an error.",
+        ),
     ],
 )
 def seed_survey(
@@ -87,7 +94,8 @@ def seed_survey(
     with naming(f"culture {culture.key!r}"):
         files = survey_source.files()
         version = survey_source.version()
-        counts = read_answer_counts(files, [q.id for q in questions])
+        survey = read_survey(files, [q.id for q in questions])
+        counts = survey.counts
         table = seed_survey_table(counts, questions, culture, config.pooling, source=str(survey_source.source()))
     fingerprint = answers_fingerprint(counts, culture.country_alphas)
 
@@ -126,6 +134,7 @@ def seed_survey(
             "never_asked": dg.MetadataValue.json(never_asked),
             "mode_differs_from_reference_label": differs.height,
             "answers": dg.MetadataValue.md(markdown_table(summary)),
+            "summary_rows_dropped": dg.MetadataValue.json(survey.summary_rows_dropped),
         },
     )
     missing = unflagged_unanswered(table)
@@ -134,4 +143,25 @@ def seed_survey(
         passed=not missing,
         metadata={"unlabelled_questions": dg.MetadataValue.json(missing), "never_asked": dg.MetadataValue.json(never_asked)},
         description=None if not missing else f"{culture.display_name}: questions {missing} have no answer and no never-asked flag",
+    )
+    yield scale_check(out_of_scale_codes(counts, {q.id: q.valid_codes for q in questions}, culture.country_alphas), culture.display_name)
+
+
+def scale_check(outside: pl.DataFrame, culture: str) -> dg.AssetCheckResult:
+    """Pass when no code is outside its scale; WARN for a few; ERROR (blocking) above OUT_OF_SCALE_ERROR_SHARE."""
+    too_many = outside.filter(pl.col("share") > OUT_OF_SCALE_ERROR_SHARE)
+    by_question = dict(zip(outside["question_id"].to_list(), outside["respondents"].to_list()))
+    return dg.AssetCheckResult(
+        check_name="answer_codes_within_scale",
+        passed=outside.height == 0,
+        severity=dg.AssetCheckSeverity.ERROR if too_many.height else dg.AssetCheckSeverity.WARN,
+        metadata={
+            "out_of_scale_by_question": dg.MetadataValue.json(by_question),
+            "error_share": OUT_OF_SCALE_ERROR_SHARE,
+            "codes": dg.MetadataValue.md(markdown_table(outside.with_columns(pl.col("share").round(4)))),
+        },
+        description=None if outside.height == 0 else (
+            f"{culture}: answer codes outside the question's scale, left out of the distribution: {by_question}"
+            + (f"; above {OUT_OF_SCALE_ERROR_SHARE:.0%} on {too_many['question_id'].to_list()}" if too_many.height else "")
+        ),
     )

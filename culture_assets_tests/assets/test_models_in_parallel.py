@@ -16,6 +16,7 @@ from culture_assets.assets import survey
 from culture_assets.assets.training_sets import training_set
 from culture_assets.cli import project_root
 from culture_assets.resources.training import BASE_MODEL_ENV, TrainerResource
+from culture_assets.settings import data_home as configured_data_home
 from culture_assets_tests.training.test_training_assets import ASSETS, augmented_questions, resources
 
 CULTURES = ("german", "chinese")
@@ -26,7 +27,7 @@ TRAINER = TrainerResource(max_steps=4, save_steps=4, batch_size=8, learning_rate
 def culture_model_job() -> dg.JobDefinition:
     """culture_model alone, as a code location would load it (module level, so reconstructable in a new process)."""
     job = dg.define_asset_job("culture_model_job", selection=["culture_model"])
-    defs = dg.Definitions(assets=ASSETS, jobs=[job], resources=resources(Path(dg.DagsterInstance.get().root_directory).parent, TRAINER))
+    defs = dg.Definitions(assets=ASSETS, jobs=[job], resources=resources(configured_data_home(), TRAINER))
     return defs.resolve_job_def("culture_model_job")
 
 
