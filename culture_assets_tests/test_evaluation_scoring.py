@@ -102,8 +102,8 @@ def test_the_four_models_come_from_the_training_records(tmp_path):
     from culture_assets.evaluation.models import models_under_test
     from culture_assets_tests.evaluation_fixtures import local_record, with_culture_prompts
 
-    record = local_record("german", tmp_path / "base", tmp_path / "adapter", ["Q27"])
-    one = with_culture_prompts(local_record("all", tmp_path / "base", tmp_path / "one", ["Q27"]), ["german"])
+    record = local_record("german", tmp_path / "base", tmp_path / "adapter")
+    one = with_culture_prompts(local_record("all", tmp_path / "base", tmp_path / "one"), ["german"])
     base, prompted, culture, together = models_under_test("german", record, one, "You live in Germany.")
     assert [m.role for m in (base, prompted, culture, together)] == list(Role)
     assert (base.adapter_path, base.system_prompt, prompted.system_prompt) == (None, None, "You live in Germany.")

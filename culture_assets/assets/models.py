@@ -6,8 +6,8 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from culture_assets.assets.training_sets import ABLATION_PARTITIONS, CULTURES
 from culture_assets.cultures import load_registry
+from culture_assets.partitions import ABLATION_PARTITIONS, CULTURES
 from culture_assets.resources import WarehouseResource
 from culture_assets.training.model_record import lineage_row, model_key, model_record
 from culture_assets.training.openai_jobs import PENDING, pending_jobs

@@ -7,10 +7,11 @@ import polars as pl
 from culture_assets.cultures import load_registry
 from culture_assets.errors import naming
 from culture_assets.markdown import markdown_table
-from culture_assets.partitions import CULTURE_BACKFILL_POLICY, culture_partitions
+from culture_assets.partitions import CULTURE_BACKFILL_POLICY, CULTURES
 from culture_assets.resources import SurveySourceResource, WarehouseResource
 from culture_assets.store.warehouse import WRITER_POOL
 from culture_assets.survey.answers import OUT_OF_SCALE_ERROR_SHARE, answers_fingerprint, out_of_scale_codes, read_answer_counts, read_survey
+from culture_assets.survey.questions import questions_table
 from culture_assets.survey.distribution import Pooling, seed_survey_table, unflagged_unanswered
 
 GROUP = "survey"
@@ -18,7 +19,6 @@ GROUP = "survey"
 FINGERPRINT_METADATA = "survey_fingerprint"
 # The event tag Dagster reads a data version from (what an observe function's DataVersion becomes).
 DATA_VERSION_TAG = "dagster/data_version"
-CULTURES = culture_partitions()
 
 
 class SeedSurveyConfig(dg.Config):
@@ -43,15 +43,7 @@ def wvs_wave(survey_source: SurveySourceResource) -> dg.DataVersionsByPartition:
 @dg.asset(group_name=GROUP, kinds={"python", "parquet"}, description="The 50 WVS Wave 7 seed questions with their parsed answer scales.")
 def wvs_questions(context: dg.AssetExecutionContext, survey_source: SurveySourceResource) -> pl.DataFrame:
     questions = survey_source.questions()
-    table = pl.DataFrame(
-        {
-            "question_id": [q.id for q in questions],
-            "topic": [q.topic for q in questions],
-            "text": [q.text for q in questions],
-            "codes": [q.valid_codes for q in questions],
-            "labels": [[q.options[c] for c in q.valid_codes] for q in questions],
-        }
-    )
+    table = questions_table(questions)
     topics = table.group_by("topic").len().sort("topic")
     context.add_output_metadata(
         {"questions": len(questions), "topics": topics.height, "by_topic": dg.MetadataValue.md(markdown_table(topics))}

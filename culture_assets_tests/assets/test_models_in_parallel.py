@@ -50,7 +50,7 @@ def test_two_cultures_train_in_parallel_and_every_row_lands(tiny_model_dir: Path
     shutil.copyfile(project_root(Path(__file__).parent) / "dagster.yaml", home / "dagster.yaml")
     monkeypatch.setenv(BASE_MODEL_ENV, str(tiny_model_dir))
     with dg.DagsterInstance.get() as instance:
-        assert dg.materialize([*ASSETS], selection=[augmented_questions], resources=resources(data_home, TRAINER), instance=instance).success
+        assert dg.materialize([*ASSETS], selection=[survey.wvs_questions, augmented_questions], resources=resources(data_home, TRAINER), instance=instance).success
         for culture in CULTURES:
             assert dg.materialize(
                 ASSETS, selection=[survey.seed_survey, training_set], partition_key=culture, resources=resources(data_home, TRAINER), instance=instance
