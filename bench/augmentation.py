@@ -51,7 +51,7 @@ from culture_assets.augment.embedder import Embedder  # noqa: E402
 from culture_assets.augment.generation import Step1Settings, Step2Settings, paraphrase_step, synonym_step  # noqa: E402
 from culture_assets.augment.quality import diversity_gain  # noqa: E402
 from culture_assets.augment.semantic_filter import FilterSettings, filter_inputs, select_diverse, semantic_filter  # noqa: E402
-from culture_assets.llm import LLMResource  # noqa: E402
+from culture_assets.resources.llm import LLMResource  # noqa: E402
 from culture_assets.store import Warehouse  # noqa: E402
 from culture_assets.survey.questions import load_questions  # noqa: E402
 from culture_assets_tests.fake_augmentation_llm import PREFIXES, SYNONYMS, augmentation_chat_reply  # noqa: E402

@@ -12,7 +12,6 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-import dagster as dg
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -134,12 +133,3 @@ def load_registry(path: Path | None = None) -> CultureRegistry:
     """The registry in force: `path`, else $CULTURE_ASSETS_REGISTRY, else the packaged one."""
     chosen = path or registry_path()
     return _load(str(chosen) if chosen else None)
-
-
-# How a backfill over several cultures runs a culture-partitioned asset: one run per culture, so cultures
-# run in parallel (one pod each on Kubernetes) and fail, retry and resume independently. See docs/operations.md.
-CULTURE_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
-
-
-def culture_partitions(registry: CultureRegistry | None = None) -> dg.StaticPartitionsDefinition:
-    return dg.StaticPartitionsDefinition((registry or load_registry()).keys)

@@ -8,7 +8,9 @@ from culture_assets import automation, deploy
 from culture_assets.assets import augmentation, evaluation, models, reports, survey, training_sets
 from culture_assets.profiles import current_limit, current_profile, resources_for
 
-ALL_ASSETS = dg.load_assets_from_modules([survey, augmentation, training_sets, models, evaluation, reports])
+ALL_ASSETS = automation.with_answer_automation(
+    dg.load_assets_from_modules([survey, augmentation, training_sets, models, evaluation, reports])
+)
 
 seed_survey_job = dg.define_asset_job(
     "seed_survey_job",
@@ -28,10 +30,10 @@ culture_job = dg.define_asset_job(
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,
-    jobs=[seed_survey_job, augmentation_job, culture_job, automation.survey_recheck_job],
+    jobs=[seed_survey_job, augmentation_job, culture_job, automation.wvs_wave_observation_job],
     executor=deploy.executor_from_env(),
-    sensors=[automation.wvs_wave_sensor, models.openai_fine_tuning_sensor],
-    schedules=[automation.wvs_wave_weekly_recheck],
+    sensors=[automation.survey_automation_sensor, models.openai_fine_tuning_sensor],
+    schedules=[automation.wvs_wave_observation_schedule],
     # CULTURE_ASSETS_PROFILE (default | demo) and CULTURE_ASSETS_LIMIT choose models, data and limits
     resources=resources_for(current_profile(), current_limit()),
 )

@@ -6,6 +6,7 @@ invented, and every score computed from them means nothing. Reports say so.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 from dataclasses import dataclass
@@ -64,14 +65,24 @@ def demo_manifest(culture: str) -> dict:
     }
 
 
+def demo_assets(root: Path) -> DemoAssets:
+    """Where the demo's model and datasets live under `root` (nothing is built)."""
+    return DemoAssets(root / "tiny-chat-model", root / "eval_data", root / "manifests")
+
+
 def prepare_demo(root: Path, cultures: Sequence[str], rows_per_dataset: int = 24) -> DemoAssets:
-    """Build (once) the tiny model and one synthetic evaluation dataset per culture under `root`."""
-    model_dir = root / "tiny-chat-model"
-    if not is_tiny_model(model_dir):
-        corpus = [f"{q.text} {q.option_text()}" for q in load_questions()] + list(DEMO_PHRASES)
-        corpus += ["Answer with one option number.", "offensive not offensive"]
-        build_tiny_chat_model(model_dir, corpus * 4)
-    assets = DemoAssets(model_dir, root / "eval_data", root / "manifests")
-    for culture in cultures:
-        write_jsonl_dataset(assets.eval_data_dir, assets.manifests_dir, demo_manifest(culture), demo_rows(rows_per_dataset))
+    """Build (once) the tiny model and one synthetic evaluation dataset per culture under `root`.
+
+    Steps running in parallel processes may call it at once: a file lock lets one build while the others wait.
+    """
+    assets = demo_assets(root)
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / ".prepare.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not is_tiny_model(assets.model_dir):
+            corpus = [f"{q.text} {q.option_text()}" for q in load_questions()] + list(DEMO_PHRASES)
+            corpus += ["Answer with one option number.", "offensive not offensive"]
+            build_tiny_chat_model(assets.model_dir, corpus * 4)
+        for culture in cultures:
+            write_jsonl_dataset(assets.eval_data_dir, assets.manifests_dir, demo_manifest(culture), demo_rows(rows_per_dataset))
     return assets

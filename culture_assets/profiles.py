@@ -18,18 +18,19 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from culture_assets.augment.resource import EmbedderResource
+import dagster as dg
+
+from culture_assets.resources.augment import EmbedderResource
 from culture_assets.cultures import load_registry
-from culture_assets.demo import prepare_demo
+from culture_assets.demo import demo_assets, prepare_demo
 from culture_assets.errors import InputError
 from culture_assets.evaluation.download import check_reachable
-from culture_assets.evaluation.resource import EvalDataResource
+from culture_assets.resources.evaluation import EvalDataResource
 from culture_assets.io_manager import ArtifactIOManager
-from culture_assets.llm import LLMResource
-from culture_assets.llm.resource import API_KEY_ENV, BASE_URL_ENV
+from culture_assets.resources.llm import API_KEY_ENV, BASE_URL_ENV, LLMResource
 from culture_assets.resources import SurveySourceResource, WarehouseResource
 from culture_assets.settings import data_home
-from culture_assets.training.resource import BASE_MODEL_ENV, TrainerResource
+from culture_assets.resources.training import BASE_MODEL_ENV, TrainerResource
 
 PROFILE_ENV = "CULTURE_ASSETS_PROFILE"
 LIMIT_ENV = "CULTURE_ASSETS_LIMIT"
@@ -49,13 +50,13 @@ def current_profile() -> Profile:
     try:
         return Profile(raw)
     except ValueError:
-        raise SystemExit(f"{PROFILE_ENV}={raw!r}: expected one of {[p.value for p in Profile]}") from None
+        raise InputError(f"${PROFILE_ENV}", f"{raw!r}: expected one of {[p.value for p in Profile]}") from None
 
 
 def current_limit() -> int | None:
     raw = os.environ.get(LIMIT_ENV, "")
     if raw and (not raw.isdigit() or int(raw) < 1):
-        raise SystemExit(f"{LIMIT_ENV}={raw!r}: expected a positive integer")
+        raise InputError(f"${LIMIT_ENV}", f"{raw!r}: expected a positive integer")
     return int(raw) if raw else None
 
 
@@ -67,6 +68,34 @@ def base_model() -> str:
     return os.environ.get(BASE_MODEL_ENV) or DEFAULT_HUB_MODEL
 
 
+def api_key_setting() -> dg.EnvVar | None:
+    """The secret as a reference Dagster resolves at run time (never stored in run config); None without a key."""
+    return dg.EnvVar(API_KEY_ENV) if os.environ.get(API_KEY_ENV) else None
+
+
+def demo_root() -> Path:
+    return data_home() / "demo"
+
+
+class _BuildsDemoFiles:
+    """Builds the demo's tiny model and datasets when a step first uses the resource, not when definitions load."""
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        prepare_demo(demo_root(), load_registry().keys)
+
+
+class DemoLLMResource(_BuildsDemoFiles, LLMResource):
+    pass
+
+
+class DemoTrainerResource(_BuildsDemoFiles, TrainerResource):
+    pass
+
+
+class DemoEvalDataResource(_BuildsDemoFiles, EvalDataResource):
+    pass
+
+
 def resources_for(profile: Profile, limit: int | None = None) -> dict[str, Any]:
     """The Dagster resources of a profile; `limit` caps training steps (a laptop-sized run)."""
     shared: dict[str, Any] = {
@@ -76,19 +105,19 @@ def resources_for(profile: Profile, limit: int | None = None) -> dict[str, Any]:
         "embedder": EmbedderResource(),
     }
     if profile is Profile.DEMO:
-        demo = prepare_demo(data_home() / "demo", load_registry().keys)
+        demo = demo_assets(demo_root())
         steps = min(limit or DEMO_TRAINING_STEPS, DEMO_TRAINING_STEPS)
         return {
             **shared,
-            "llm": LLMResource(local_model=str(demo.model_dir), default_max_tokens=64),
-            "trainer": TrainerResource(base_model=str(demo.model_dir), max_steps=steps, save_steps=steps),
-            "eval_data": EvalDataResource(data_dir=str(demo.eval_data_dir), manifests_dir=str(demo.manifests_dir)),
+            "llm": DemoLLMResource(local_model=str(demo.model_dir), default_max_tokens=64),
+            "trainer": DemoTrainerResource(base_model=str(demo.model_dir), max_steps=steps, save_steps=steps),
+            "eval_data": DemoEvalDataResource(data_dir=str(demo.eval_data_dir), manifests_dir=str(demo.manifests_dir)),
         }
     trainer_kind = os.environ.get(TRAINER_ENV, "local")
     return {
         **shared,
-        "llm": LLMResource(local_model=generator_model()),
-        "trainer": TrainerResource(kind=trainer_kind, base_model=base_model(), max_steps=limit or -1),
+        "llm": LLMResource(local_model=generator_model(), api_key=api_key_setting()),
+        "trainer": TrainerResource(kind=trainer_kind, base_model=base_model(), max_steps=limit or -1, api_key=api_key_setting()),
         "eval_data": EvalDataResource(),
     }
 

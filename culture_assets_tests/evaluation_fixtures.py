@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Iterable
 
 import dagster as dg
+import polars as pl
 import yaml
 
-from culture_assets.cultures import culture_partitions
+from culture_assets.partitions import culture_partitions
 
 OFFENSIVE = {"OFF": "offensive", "NOT": "not offensive"}
 YES_NO = {"1": "yes", "0": "no"}
@@ -66,11 +67,11 @@ def make_adapter(base: Path, target: Path, seed: int) -> Path:
     return target
 
 
-def local_record(culture: str, base: Path, adapter: Path, heldout: list[str], variant: str = "default", n_train: int = 40) -> dict:
+def local_record(culture: str, base: Path, adapter: Path, variant: str = "default", n_train: int = 40) -> dict:
     return {
         "model_key": f"{culture}-{variant}", "culture": culture, "variant": variant, "trainer": "local", "base_model": str(base),
         "adapter_path": str(adapter), "model_id": None, "artifact_hash": hashlib.sha256(str(adapter).encode()).hexdigest()[:12],
-        "training_set_version": "test", "heldout_question_ids": heldout,
+        "training_set_version": "test",
         "system_prompt": f"You are a person from the {culture} culture.", "n_train": n_train,
     }
 
@@ -80,16 +81,21 @@ def with_culture_prompts(record: dict, cultures: list[str]) -> dict:
     return {**record, "system_prompts": {c: f"You are a person from the {c} culture." for c in cultures}}
 
 
-def api_record(culture: str, model_id: str, heldout: list[str]) -> dict:
+def api_record(culture: str, model_id: str) -> dict:
     return {
         "model_key": f"{culture}-api", "culture": culture, "variant": "default", "trainer": "openai", "base_model": "fake-base",
         "adapter_path": None, "model_id": model_id, "artifact_hash": model_id, "training_set_version": "test",
-        "heldout_question_ids": heldout, "system_prompt": f"You are a person from the {culture} culture.", "n_train": 40,
+        "system_prompt": f"You are a person from the {culture} culture.", "n_train": 40,
     }
 
 
-def model_record_assets(records: dict[str, dict], one: dict) -> list[dg.AssetsDefinition]:
-    """Stand-ins for the training stage's `culture_model` and `culturellm_one` assets: they return the given records."""
+def model_record_assets(records: dict[str, dict], one: dict, heldout: list[str]) -> list[dg.AssetsDefinition]:
+    """Stand-ins for the training stage's `culture_model` and `culturellm_one` assets (they return the given records)
+    and `training_set` (only its held-out rows, on the `heldout` questions)."""
+
+    @dg.asset(name="training_set", partitions_def=culture_partitions(), group_name="training")
+    def training_set() -> pl.DataFrame:
+        return pl.DataFrame({"question_id": heldout, "split": ["heldout"] * len(heldout)})
 
     @dg.asset(name="culture_model", partitions_def=culture_partitions(), group_name="training")
     def culture_model(context: dg.AssetExecutionContext) -> dict:
@@ -99,4 +105,4 @@ def model_record_assets(records: dict[str, dict], one: dict) -> list[dg.AssetsDe
     def culturellm_one() -> dict:
         return one
 
-    return [culture_model, culturellm_one]
+    return [training_set, culture_model, culturellm_one]

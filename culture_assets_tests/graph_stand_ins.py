@@ -2,8 +2,9 @@
 the shape of the full graph without training or scoring anything.
 
 One culture-partitioned asset reading the answers (like training_set), one unpartitioned asset over all
-cultures (like culturellm_one), a culture-partitioned asset depending on both (like culture_scores), and one
-that reads only the questions (like augmented_questions).
+cultures (like culturellm_one), a culture-partitioned asset depending on both (like culture_scores), an
+unpartitioned asset over those (like culture_report), and one that reads only the questions (like
+augmented_questions). The project's automation rule is applied to them as to the project's assets.
 """
 
 import dagster as dg
@@ -11,9 +12,12 @@ import dagster as dg
 from culture_assets import automation
 from culture_assets.assets import survey
 from culture_assets.definitions import defs as project_defs
+from culture_assets.partitions import culture_partitions
+
+CULTURES = culture_partitions()
 
 
-@dg.asset(partitions_def=survey.CULTURES, deps=["seed_survey"])
+@dg.asset(partitions_def=CULTURES, deps=["seed_survey"])
 def answers_downstream(context: dg.AssetExecutionContext) -> None:
     context.log.info(f"built from {context.partition_key}'s answers")
 
@@ -23,8 +27,13 @@ def all_cultures_downstream() -> None:
     pass
 
 
-@dg.asset(partitions_def=survey.CULTURES, deps=[answers_downstream, all_cultures_downstream])
+@dg.asset(partitions_def=CULTURES, deps=[answers_downstream, all_cultures_downstream])
 def scores_downstream() -> None:
+    pass
+
+
+@dg.asset(deps=[scores_downstream])
+def report_downstream() -> None:
     pass
 
 
@@ -33,11 +42,16 @@ def questions_downstream() -> None:
     pass
 
 
-STAND_INS = [answers_downstream, all_cultures_downstream, scores_downstream, questions_downstream]
+ASSETS = automation.with_answer_automation(
+    [
+        *dg.load_assets_from_modules([survey]),
+        answers_downstream, all_cultures_downstream, scores_downstream, report_downstream, questions_downstream,
+    ]
+)
 DEFS = dg.Definitions(
-    assets=[*dg.load_assets_from_modules([survey]), *STAND_INS],
-    jobs=[automation.survey_recheck_job],
-    sensors=[automation.wvs_wave_sensor],
-    schedules=[automation.wvs_wave_weekly_recheck],
+    assets=ASSETS,
+    jobs=[automation.wvs_wave_observation_job],
+    sensors=[automation.survey_automation_sensor],
+    schedules=[automation.wvs_wave_observation_schedule],
     resources=project_defs.resources,
 )

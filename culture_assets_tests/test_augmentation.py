@@ -31,9 +31,9 @@ from culture_assets.augment.quality import diversity_gain, perplexity
 from culture_assets.augment.semantic_filter import FilterSettings, embedding_similarity, select_diverse
 from culture_assets.errors import InputError
 from culture_assets.io_manager import ArtifactIOManager
-from culture_assets.llm import LLMResource
+from culture_assets.resources.llm import LLMResource
 from culture_assets.resources import SurveySourceResource, WarehouseResource
-from culture_assets.augment.resource import EmbedderResource
+from culture_assets.resources.augment import EmbedderResource
 from culture_assets.store import Warehouse
 from culture_assets.survey.questions import load_questions
 from culture_assets_tests.fake_augmentation_llm import augmentation_chat_reply
@@ -202,7 +202,7 @@ def test_a_killed_materialization_resumes_without_repeating_calls(data_home: Pat
         import dagster as dg
         from culture_assets.assets.augmentation import paraphrases_and_templates
         from culture_assets.assets.survey import wvs_questions
-        from culture_assets.llm import LLMResource
+        from culture_assets.resources.llm import LLMResource
         from culture_assets_tests.test_augmentation import resources
         from pathlib import Path
         base_url, home, questions = sys.argv[1:4]

@@ -1,20 +1,28 @@
-"""The WVS-wave sensor and weekly re-check: a new survey version re-runs exactly what its answers made stale."""
+"""Declarative automation: a culture whose survey answers change re-runs exactly what was built from them.
+
+Each test drives Dagster's own evaluation (`dg.evaluate_automation_conditions`, as the sensor does each tick)
+and materializes what it requests (`dg.materialize`), until nothing more is requested.
+"""
 
 import shutil
+from collections import Counter
 from importlib import resources
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 import pytest
-from dagster._core.definitions.reconstruct import ReconstructableRepository
 
-from culture_assets.assets import survey
-from culture_assets.automation import CULTURES_TAG, DEFAULT_RECHECK_CRON, RECHECK_CRON_ENV, WaveCursor, recheck_cron
-from culture_assets.definitions import defs as project_defs
+from culture_assets.automation import DEFAULT_OBSERVE_CRON, OBSERVE_CRON_ENV, TRIGGER_TAG, observe_cron
+from culture_assets.cultures import load_registry
 from culture_assets.resources import SURVEY_ENV
-from culture_assets.survey.answers import PACKAGED_COUNTS
-from culture_assets_tests.graph_stand_ins import DEFS, STAND_INS
+from culture_assets.survey.answers import PACKAGED_COUNTS, answers_fingerprint, read_answer_counts
+from culture_assets.survey.questions import load_questions
+from culture_assets_tests.graph_stand_ins import ASSETS, DEFS
+
+WVS_WAVE = dg.AssetKey("wvs_wave")
+MATERIALIZABLE = [key for key in DEFS.resolve_asset_graph().get_all_asset_keys() if key != WVS_WAVE]
+Requested = tuple[str, str | None]
 
 
 @pytest.fixture
@@ -27,43 +35,49 @@ def survey_file(data_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     return target
 
 
+def materialize(instance: dg.DagsterInstance, keys: list[str], partition: str | None = None) -> None:
+    result = dg.materialize(ASSETS, selection=keys, partition_key=partition, instance=instance, resources=dict(DEFS.resources))
+    assert result.success
+
+
+def observe(instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    """What the observation schedule launches."""
+    return DEFS.resolve_job_def("wvs_wave_observation_job").execute_in_process(instance=instance, raise_on_error=False)
+
+
 @pytest.fixture
-def defs_and_instance(survey_file: Path):
-    defs = DEFS
+def automated(survey_file: Path):
+    """English and German built through to the report; then the sensor's first tick (which never requests)."""
     with dg.DagsterInstance.get() as instance:
-        assets = [survey.wvs_questions, survey.seed_survey, *STAND_INS]
-        resources_ = dict(project_defs.resources)
         for culture in ("english", "german"):
-            result = dg.materialize(
-                assets,
-                selection=["seed_survey", "answers_downstream"],
-                partition_key=culture,
-                instance=instance,
-                resources=resources_,
-            )
-            assert result.success
-        result = dg.materialize(
-            assets, selection=["wvs_questions", "all_cultures_downstream", "questions_downstream"], instance=instance, resources=resources_
-        )
-        assert result.success
+            materialize(instance, ["seed_survey", "answers_downstream"], culture)
+        materialize(instance, ["wvs_questions", "all_cultures_downstream", "questions_downstream"])
         for culture in ("english", "german"):
-            assert dg.materialize(assets, selection=["scores_downstream"], partition_key=culture, instance=instance, resources=resources_).success
-        yield defs, instance
+            materialize(instance, ["scores_downstream"], culture)
+        materialize(instance, ["report_downstream"])
+        first = dg.evaluate_automation_conditions(defs=DEFS, instance=instance)
+        assert first.total_requested == 0
+        yield instance, first.cursor
 
 
-def tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None):
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs, resources=dict(defs.resources))
-    return defs.resolve_sensor_def("wvs_wave_sensor").evaluate_tick(context)
-
-
-def requested(data) -> dict[str, set[str | None]]:
-    """asset key -> partitions requested by the tick's backfill(s)."""
-    out: dict[str, set[str | None]] = {}
-    for request in data.run_requests:
-        assert request.requires_backfill_daemon(), "the refresh must be one ordered asset backfill"
-        for target in request.asset_graph_subset.iterate_asset_partitions():
-            out.setdefault(target.asset_key.to_user_string(), set()).add(target.partition_key)
-    return out
+def run_until_settled(instance: dg.DagsterInstance, cursor: str, ticks: int = 12) -> tuple[Counter[Requested], str]:
+    """Tick and materialize what each tick requests, until two ticks in a row request nothing."""
+    requested: Counter[Requested] = Counter()
+    idle = 0
+    for _ in range(ticks):
+        result = dg.evaluate_automation_conditions(defs=DEFS, instance=instance, cursor=cursor)
+        cursor = result.cursor
+        by_partition: dict[str | None, list[str]] = {}
+        for key in MATERIALIZABLE:
+            for partition in result.get_requested_partitions(key):
+                requested[(key.to_user_string(), partition)] += 1
+                by_partition.setdefault(partition, []).append(key.to_user_string())
+        idle = 0 if by_partition else idle + 1
+        if idle == 2:
+            return requested, cursor
+        for partition, keys in by_partition.items():
+            materialize(instance, keys, partition)
+    raise AssertionError(f"still requesting after {ticks} ticks: {requested}")
 
 
 def change_country(survey_file: Path, alpha: str) -> None:
@@ -77,90 +91,71 @@ def change_country(survey_file: Path, alpha: str) -> None:
     ).write_csv(survey_file)
 
 
-def test_new_wave_triggers_exactly_the_stale_assets(defs_and_instance, survey_file: Path) -> None:
-    defs, instance = defs_and_instance
+def observed_version(instance: dg.DagsterInstance, culture: str) -> str | None:
+    records = instance.fetch_observations(dg.AssetRecordsFilter(asset_key=WVS_WAVE, asset_partitions=[culture]), limit=1).records
+    return records[0].asset_observation.data_version if records else None
 
-    first = tick(defs, instance, None)
-    assert first.run_requests == [] and "nothing to re-run" in first.skip_message
-    unchanged = tick(defs, instance, first.cursor)
-    assert unchanged.run_requests == [] and "unchanged" in unchanged.skip_message
 
+def test_a_german_correction_reruns_exactly_what_was_built_from_german_answers(automated, survey_file: Path) -> None:
+    instance, cursor = automated
+    assert observe(instance).success
+    counts = read_answer_counts([survey_file], [q.id for q in load_questions()])
+    for culture in load_registry().cultures:  # each culture's answers fingerprint is its wvs_wave data version
+        assert observed_version(instance, culture.key) == answers_fingerprint(counts, culture.country_alphas)
+    unchanged, cursor = run_until_settled(instance, cursor)
+    assert unchanged == Counter(), "observing the answers seed_survey was built from is no change"
+
+    change_country(survey_file, "IRQ")  # Arabic was never materialized: missing, not stale
+    assert observe(instance).success
+    never_built, cursor = run_until_settled(instance, cursor)
+    assert never_built == Counter()
+
+    english_before = observed_version(instance, "english")
     change_country(survey_file, "DEU")
-    changed = tick(defs, instance, unchanged.cursor or first.cursor)
-    assert requested(changed) == {
-        "seed_survey": {"german"},
-        "answers_downstream": {"german"},
-        "all_cultures_downstream": {None},
-        # every culture's scores depend on the all-culture model retrained from German's new answers
-        "scores_downstream": {"english", "german"},
-    }
-    assert changed.run_requests[0].tags[CULTURES_TAG] == "german"
-    assert WaveCursor.parse(changed.cursor).version != WaveCursor.parse(first.cursor).version
-
-    again = tick(defs, instance, changed.cursor)
-    assert again.run_requests == [] and "unchanged" in again.skip_message
-
-
-def test_refresh_after_rematerializing_is_empty(defs_and_instance, survey_file: Path) -> None:
-    """Once the stale culture is re-run on the new wave, a fresh look (no cursor) finds nothing stale."""
-    defs, instance = defs_and_instance
-    change_country(survey_file, "USA")
-    result = dg.materialize(
-        [survey.seed_survey], partition_key="english", instance=instance, resources=dict(project_defs.resources)
+    assert observe(instance).success
+    assert observed_version(instance, "english") == english_before
+    requested, cursor = run_until_settled(instance, cursor)
+    assert requested == Counter(
+        {
+            ("seed_survey", "german"): 1,
+            ("answers_downstream", "german"): 1,
+            ("all_cultures_downstream", None): 1,
+            # every culture's scores read the all-culture asset rebuilt from German's new answers
+            ("scores_downstream", "english"): 1,
+            ("scores_downstream", "german"): 1,
+            ("report_downstream", None): 1,
+        }
     )
-    assert result.success
-    data = tick(defs, instance, None)
-    assert data.run_requests == [] and "nothing to re-run" in data.skip_message
+
+    assert observe(instance).success
+    again, _ = run_until_settled(instance, cursor)
+    assert again == Counter()
 
 
-def test_corrupt_survey_is_reported_and_launches_nothing(defs_and_instance, survey_file: Path) -> None:
-    defs, instance = defs_and_instance
-    baseline = tick(defs, instance, None)
+def test_a_corrupt_survey_fails_the_observation_naming_the_file_and_requests_nothing(automated, survey_file: Path) -> None:
+    instance, cursor = automated
     lines = survey_file.read_text().splitlines()
     lines[5] = ",".join(lines[5].split(",")[:-2] + ["", lines[5].split(",")[-1]])  # an empty weighted count
     survey_file.write_text("\n".join(lines) + "\n")
 
-    data = tick(defs, instance, baseline.cursor)
-    assert data.run_requests == []
-    assert str(survey_file) in data.skip_message and "weighted" in data.skip_message
-    assert "nothing launched" in data.skip_message
-    repeat = tick(defs, instance, data.cursor)
-    assert repeat.run_requests == [] and repeat.skip_message == data.skip_message
-    assert instance.get_backfills() == []
+    result = observe(instance)
+    assert not result.success
+    (failure,) = [event for event in result.all_events if event.is_step_failure]
+    message = failure.step_failure_data.error.to_string()  # with its cause, the InputError
+    assert str(survey_file) in message and "weighted" in message
+    requested, _ = run_until_settled(instance, cursor)
+    assert requested == Counter()
 
 
-def test_weekly_recheck_submits_the_same_backfill(defs_and_instance, survey_file: Path) -> None:
-    defs, instance = defs_and_instance
-    # As the schedule launches it: the job reconstructed from its code location, which knows the whole graph.
-    job = ReconstructableRepository.for_module("culture_assets_tests.graph_stand_ins", "DEFS").get_reconstructable_job("survey_recheck_job")
-    change_country(survey_file, "IRQ")  # Arabic was never materialized: missing, not stale
-    with dg.execute_job(job, instance) as result:
-        assert result.success
-    assert instance.get_backfills() == []
-
-    change_country(survey_file, "DEU")
-    with dg.execute_job(job, instance) as result:
-        assert result.success
-    (backfill,) = instance.get_backfills()
-    subset = backfill.asset_backfill_data.target_subset
-    assert {(t.asset_key.to_user_string(), t.partition_key) for t in subset.iterate_asset_partitions()} == {
-        ("seed_survey", "german"),
-        ("answers_downstream", "german"),
-        ("all_cultures_downstream", None),
-        ("scores_downstream", "english"),
-        ("scores_downstream", "german"),
-    }
-    assert backfill.tags[CULTURES_TAG] == "german"
-
-    # While that refresh runs, neither the sensor nor the next re-check plans the same work again.
-    busy = tick(defs, instance, None)
-    assert busy.run_requests == [] and backfill.backfill_id in busy.skip_message
-    with dg.execute_job(job, instance) as result:
-        assert result.success
-    assert len(instance.get_backfills()) == 1
+def test_the_sensor_tags_its_runs_and_covers_only_what_reads_answers() -> None:
+    sensor = DEFS.resolve_sensor_def("survey_automation_sensor")
+    assert sensor.run_tags == {TRIGGER_TAG: "wvs_wave"}
+    graph = DEFS.resolve_asset_graph()
+    automated = {key.to_user_string() for key in graph.get_all_asset_keys() if graph.get(key).automation_condition}
+    assert automated == {"seed_survey", "answers_downstream", "all_cultures_downstream", "scores_downstream", "report_downstream"}
 
 
-def test_schedule_cron_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert recheck_cron() == DEFAULT_RECHECK_CRON
-    monkeypatch.setenv(RECHECK_CRON_ENV, "*/15 * * * *")
-    assert recheck_cron() == "*/15 * * * *"
+def test_observation_cron_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert observe_cron() == DEFAULT_OBSERVE_CRON
+    monkeypatch.setenv(OBSERVE_CRON_ENV, "*/15 * * * *")
+    assert observe_cron() == "*/15 * * * *"

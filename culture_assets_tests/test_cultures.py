@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from culture_assets.cultures import REGISTRY_ENV, culture_partitions, load_registry, parse_registry
+from culture_assets.cultures import REGISTRY_ENV, load_registry, parse_registry
+from culture_assets.partitions import culture_partitions
 from culture_assets.errors import InputError
 
 PACKAGED = (Path(__file__).resolve().parents[1] / "culture_assets" / "data" / "cultures.yaml").read_text()

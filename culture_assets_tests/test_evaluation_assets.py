@@ -10,8 +10,8 @@ from culture_assets.assets.evaluation import culture_scores, eval_dataset, wvs_a
 from culture_assets.assets.reports import culture_report
 from culture_assets.assets.survey import seed_survey, wvs_questions, wvs_wave
 from culture_assets.evaluation.report import TINY_WARNING
-from culture_assets.evaluation.resource import EvalDataResource
-from culture_assets.llm import LLMResource
+from culture_assets.resources.evaluation import EvalDataResource
+from culture_assets.resources.llm import LLMResource
 from culture_assets.io_manager import ArtifactIOManager
 from culture_assets.resources import SurveySourceResource, WarehouseResource
 from culture_assets.store import Warehouse
@@ -36,11 +36,11 @@ def _resources(data_home, data_dir, manifests_dir, chat_url="http://127.0.0.1:9/
 
 def _run_all(records, one, resources, cultures=CULTURES):
     instance = dg.DagsterInstance.ephemeral()
-    upstream = model_record_assets(records, one)
+    upstream = model_record_assets(records, one, HELDOUT)
     assets = [wvs_wave, wvs_questions, seed_survey, *upstream, *EVAL_ASSETS, culture_report]
-    assert dg.materialize(assets, selection=["culturellm_one"], resources=resources, instance=instance).success
+    assert dg.materialize(assets, selection=["wvs_questions", "culturellm_one"], resources=resources, instance=instance).success
     for culture in cultures:
-        selection = ["seed_survey", "culture_model", "eval_dataset", "culture_scores", "wvs_alignment"]
+        selection = ["seed_survey", "training_set", "culture_model", "eval_dataset", "culture_scores", "wvs_alignment"]
         assert dg.materialize(assets, selection=selection, partition_key=culture, resources=resources, instance=instance).success
     result = dg.materialize(assets, selection=["culture_report"], resources=resources, instance=instance)
     assert result.success
@@ -59,8 +59,8 @@ def test_tiny_local_models_scored_end_to_end_for_two_cultures(data_home, tmp_pat
         write_dataset(data_dir, manifests_dir, f"{culture}_offense", culture, offensive_rows(14))
         write_dataset(data_dir, manifests_dir, f"{culture}_threat", culture,
                       [{"tweet": f"threat {i}", "label": str(i % 2)} for i in range(10)], labels=YES_NO)
-    records = {c: local_record(c, tiny_model_dir, adapters[c], HELDOUT) for c in CULTURES}
-    one = with_culture_prompts(local_record("all", tiny_model_dir, adapters["one"], HELDOUT), CULTURES)
+    records = {c: local_record(c, tiny_model_dir, adapters[c]) for c in CULTURES}
+    one = with_culture_prompts(local_record("all", tiny_model_dir, adapters["one"]), CULTURES)
     report = _run_all(records, one, _resources(data_home, data_dir, manifests_dir))
 
     metrics = Warehouse(data_home / "warehouse.duckdb").query("SELECT * FROM metrics ORDER BY culture, dataset, model, metric")
@@ -114,8 +114,8 @@ def test_chat_api_models_with_bad_inputs_score_what_they_can(data_home, tmp_path
         return "Offensive." if any(w in text for w in ("awful", "idiot", "go away", "hate")) else "not offensive"
 
     fake_openai.chat_reply = reply
-    records = {c: api_record(c, "ft-culture", HELDOUT) for c in CULTURES}
-    one = api_record("all", "ft-one", HELDOUT)
+    records = {c: api_record(c, "ft-culture") for c in CULTURES}
+    one = api_record("all", "ft-one")
     resources = _resources(data_home, data_dir, manifests_dir, fake_openai.base_url)
     _run_all(records, one, resources)
 
@@ -145,7 +145,7 @@ def test_chat_api_models_with_bad_inputs_score_what_they_can(data_home, tmp_path
     # a re-run is served from the cache: the fake server sees no new chat request
     sent = fake_openai.count(r"/chat/completions")
     instance = dg.DagsterInstance.ephemeral()
-    upstream = model_record_assets(records, one)
+    upstream = model_record_assets(records, one, HELDOUT)
     assets = [wvs_wave, wvs_questions, seed_survey, *upstream, *EVAL_ASSETS]
     dg.materialize(assets, selection=["culturellm_one"], resources=resources, instance=instance)
     assert dg.materialize(assets, selection=["seed_survey", "culture_model", "eval_dataset", "culture_scores"],

@@ -10,7 +10,7 @@ from culture_assets.evaluation.loglik import choice_ids, choice_logliks, generat
 from culture_assets.evaluation.metrics import INVALID
 from culture_assets.evaluation.models import ModelUnderTest, Role
 from culture_assets.evaluation.scoring import ChoiceTask, ModelScorer
-from culture_assets.llm import LLMResource
+from culture_assets.llm.settings import LLMSettings
 from culture_assets.store import Warehouse
 from culture_assets_tests.evaluation_fixtures import make_adapter
 
@@ -84,7 +84,7 @@ def test_chat_scorer_sends_temperature_zero_and_caches(tmp_path, fake_openai):
     fake_openai.chat_reply = lambda body: "yes" if "1" in body["messages"][-1]["content"] else "definitely"
     warehouse = Warehouse(tmp_path / "w.duckdb")
     cache = EvalCache(warehouse)
-    llm = LLMResource(base_url=fake_openai.base_url, api_key="k")
+    llm = LLMSettings(base_url=fake_openai.base_url, api_key="k")
     spec = ModelUnderTest(role=Role.CULTURE_MODEL, trainer="openai", base_model="b", api_model="ft-x")
     task = ChoiceTask("d", ["1", "0"], ["yes", "no"], ["r1", "r2"], [[{"role": "user", "content": f"text {i}"}] for i in (1, 2)])
     scorer = ModelScorer(spec, cache, lambda model: chat_runner(llm, model, warehouse))
@@ -102,8 +102,8 @@ def test_the_four_models_come_from_the_training_records(tmp_path):
     from culture_assets.evaluation.models import models_under_test
     from culture_assets_tests.evaluation_fixtures import local_record, with_culture_prompts
 
-    record = local_record("german", tmp_path / "base", tmp_path / "adapter", ["Q27"])
-    one = with_culture_prompts(local_record("all", tmp_path / "base", tmp_path / "one", ["Q27"]), ["german"])
+    record = local_record("german", tmp_path / "base", tmp_path / "adapter")
+    one = with_culture_prompts(local_record("all", tmp_path / "base", tmp_path / "one"), ["german"])
     base, prompted, culture, together = models_under_test("german", record, one, "You live in Germany.")
     assert [m.role for m in (base, prompted, culture, together)] == list(Role)
     assert (base.adapter_path, base.system_prompt, prompted.system_prompt) == (None, None, "You live in Germany.")

@@ -19,11 +19,11 @@ from culture_assets.llm import (
     DryRunStop,
     LLMAuthError,
     LLMModelError,
-    LLMResource,
     LLMUnreachableError,
     RetryPolicy,
     redact,
 )
+from culture_assets.resources.llm import LLMResource
 from culture_assets.store import Warehouse
 from culture_assets_tests.fake_openai import FakeOpenAI
 
@@ -178,7 +178,8 @@ def test_a_killed_run_resumes_from_the_cache(tmp_path: Path) -> None:
     db = tmp_path / "w.duckdb"
     script = textwrap.dedent(
         f"""
-        from culture_assets.llm import ChatRequest, LLMResource
+        from culture_assets.llm import ChatRequest
+        from culture_assets.resources.llm import LLMResource
         from culture_assets.store import Warehouse
         requests = [ChatRequest.of([{{"role": "user", "content": f"say {{i}}"}}], {{"max_tokens": 8}}) for i in range(20)]
         LLMResource(model="fake-model", api_key="sk-x", base_url=BASE_URL, concurrency=1).runner(Warehouse(__import__("pathlib").Path({str(db)!r}))).run(requests)

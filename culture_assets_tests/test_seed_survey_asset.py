@@ -38,8 +38,9 @@ def test_seed_survey_metadata_and_check(data_home):
     assert materialization.metadata["questions_answered"].value == 32
     assert len(materialization.metadata["never_asked"].data) == 18
     assert "| question_id |" in materialization.metadata["answers"].value
-    (check,) = result.get_asset_check_evaluations()
-    assert check.passed and check.check_name == "every_question_answered_or_flagged"
+    checks = {check.check_name: check for check in result.get_asset_check_evaluations()}
+    assert set(checks) == {"every_question_answered_or_flagged", "answer_codes_within_scale"}
+    assert all(check.passed for check in checks.values())
     stored = Warehouse(data_home / "warehouse.duckdb").query(
         "SELECT count(DISTINCT question_id) AS n FROM survey_distribution WHERE culture = 'chinese'"
     )

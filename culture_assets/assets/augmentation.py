@@ -14,9 +14,10 @@ from culture_assets.augment.checks import exact_duplicates, option_scale_problem
 from culture_assets.augment.generation import Step1Settings, Step2Settings, StepResult, paraphrase_step, synonym_step
 from culture_assets.augment.lineage import write_lineage
 from culture_assets.augment.quality import diversity_gain, judge_equivalence, perplexity, sample_pairs
-from culture_assets.augment.resource import EmbedderResource
+from culture_assets.resources.augment import EmbedderResource
 from culture_assets.augment.semantic_filter import DEFAULT_THRESHOLD, FilterSettings, semantic_filter
-from culture_assets.llm import DryRunStop, LLMError, LLMResource
+from culture_assets.llm import DryRunStop, LLMError
+from culture_assets.resources.llm import LLMResource
 from culture_assets.markdown import markdown_table
 from culture_assets.resources import WarehouseResource
 from culture_assets.settings import atomic_path, data_home
@@ -89,7 +90,6 @@ def _step_metadata(frame: pl.DataFrame, result: StepResult, stats: dict) -> dict
 
 @dg.multi_asset(
     group_name=GROUP,
-    pool=WRITER_POOL,
     outs={
         "paraphrases": dg.AssetOut(kinds={"openai", "parquet"}, description="Step 1: paraphrases of each seed question with their cosine to the seed."),
         "question_templates": dg.AssetOut(kinds={"openai", "parquet"}, description="Step 1: seed questions with replaceable words as [x] slots."),
@@ -121,7 +121,6 @@ def paraphrases_and_templates(
 @dg.asset(
     group_name=GROUP,
     kinds={"openai", "parquet"},
-    pool=WRITER_POOL,
     description="Step 2: template slots filled with context-aware synonyms from the LLM, as full sentences with cosine to the seed.",
 )
 def synonym_variants(
@@ -252,7 +251,6 @@ def _plot(augmented: pl.DataFrame, figures: dict, judge_scores: list[int]) -> by
 @dg.asset(
     group_name=GROUP,
     kinds={"python", "matplotlib"},
-    pool=WRITER_POOL,
     description="Perplexity, diversity gain and LLM-judged semantic equivalence of the augmented questions vs the seeds, with a plot.",
 )
 def augmentation_quality(

@@ -4,27 +4,28 @@
 import dagster as dg
 import polars as pl
 
-from culture_assets.cultures import culture_partitions, load_registry
+from culture_assets.cultures import load_registry
 from culture_assets.evaluation.alignment import ALIGNMENT_METRICS, align_culture, survey_targets
 from culture_assets.evaluation.cache import EvalCache
 from culture_assets.evaluation.loader import DatasetStatus, load_datasets
-from culture_assets.assets.training_sets import ABLATION_PARTITIONS
 from culture_assets.evaluation.models import Role, models_under_test, trained_model
 from culture_assets.evaluation.chat import chat_runner
 from culture_assets.evaluation.download import LICENSE_NOTE, dataset_provenance, download_evaluation_data, progress_logger
-from culture_assets.evaluation.resource import EvalDataResource
+from culture_assets.resources.evaluation import EvalDataResource
 from culture_assets.evaluation.scoring import ScoringSettings
 from culture_assets.evaluation.suite import AVERAGE, BootstrapSettings, score_culture
 from culture_assets.evaluation.store import write_dataset_status, write_metrics
 from culture_assets.markdown import markdown_table
-from culture_assets.llm import LLMResource
-from culture_assets.resources import SurveySourceResource, WarehouseResource
+from culture_assets.partitions import ABLATION_PARTITIONS, CULTURES
+from culture_assets.resources.llm import LLMResource
+from culture_assets.resources import WarehouseResource
 from culture_assets.settings import data_home
 from culture_assets.store import Warehouse
 from culture_assets.store.warehouse import WRITER_POOL
+from culture_assets.survey.questions import questions_from_table
+from culture_assets.training.training_set import heldout_question_ids
 
 GROUP = "evaluation"
-CULTURES = culture_partitions()
 
 
 class EvalDatasetConfig(dg.Config):
@@ -59,7 +60,8 @@ def _chat_runners(llm: LLMResource, store: Warehouse, context: dg.AssetExecution
     """Runners of the LLM layer, one per API model, only when a model is served by an API."""
     if not any(record.get("trainer") == "openai" for record in records):
         return None
-    return lambda model: chat_runner(llm, model, store, context.log.info)
+    settings = llm.settings()
+    return lambda model: chat_runner(settings, model, store, context.log.info)
 
 
 @dg.asset(
@@ -151,7 +153,6 @@ def eval_dataset(context: dg.AssetExecutionContext, config: EvalDatasetConfig, e
     group_name=GROUP,
     kinds={"pytorch", "openai", "duckdb", "parquet"},
     partitions_def=CULTURES,
-    pool=WRITER_POOL,
     ins={"culture_model": dg.AssetIn(), "culturellm_one": dg.AssetIn(), "eval_dataset": dg.AssetIn()},
     description="Macro-F1 with paired bootstrap 95% CIs of base, base + culture prompt, culture model and CultureLLM-One per dataset.",
 )
@@ -195,8 +196,10 @@ def culture_scores(
     group_name=GROUP,
     kinds={"pytorch", "openai", "duckdb", "parquet"},
     partitions_def=CULTURES,
-    pool=WRITER_POOL,
-    ins={"culture_model": dg.AssetIn(), "culturellm_one": dg.AssetIn(), "seed_survey": dg.AssetIn()},
+    ins={
+        "culture_model": dg.AssetIn(), "culturellm_one": dg.AssetIn(), "seed_survey": dg.AssetIn(), "training_set": dg.AssetIn(),
+        "wvs_questions": dg.AssetIn(),
+    },
     description="Held-out WVS questions: Jensen-Shannon and Wasserstein distance to the survey and modal accuracy, for the four models.",
 )
 def wvs_alignment(
@@ -205,13 +208,14 @@ def wvs_alignment(
     culture_model: dict,
     culturellm_one: dict,
     seed_survey: pl.DataFrame,
-    survey_source: SurveySourceResource,
+    training_set: pl.DataFrame,
+    wvs_questions: pl.DataFrame,
     llm: LLMResource,
     warehouse: WarehouseResource,
 ) -> dg.Output:
     culture = load_registry().get(context.partition_key)
     models = models_under_test(culture.key, culture_model, culturellm_one, culture.system_prompt.english)
-    heldout = list(culture_model.get("heldout_question_ids") or [])
+    heldout = heldout_question_ids(training_set)
     targets = survey_targets(seed_survey, heldout)
     skipped = sorted(set(heldout) - set(targets))
     if skipped:
@@ -219,7 +223,7 @@ def wvs_alignment(
     store = warehouse.get()
     chat = _chat_runners(llm, store, context, culture_model, culturellm_one)
     metrics, per_question = align_culture(
-        culture.key, models, survey_source.questions(), targets, EvalCache(store), chat, config.settings(), config.bootstrap(),
+        culture.key, models, questions_from_table(wvs_questions), targets, EvalCache(store), chat, config.settings(), config.bootstrap(),
         run_config=config.recorded(), log=context.log.info,
     )
     write_metrics(store, metrics, context.run.run_id, culture.key, list(ALIGNMENT_METRICS), [m.label for m in models])
@@ -239,7 +243,6 @@ def wvs_alignment(
     group_name=GROUP,
     kinds={"pytorch", "openai", "duckdb", "parquet"},
     partitions_def=ABLATION_PARTITIONS,
-    pool=WRITER_POOL,
     ins={
         "ablation_model": dg.AssetIn(),
         "eval_dataset": dg.AssetIn(partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="culture")),

@@ -6,13 +6,12 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from culture_assets.assets.training_sets import ABLATION_PARTITIONS, CULTURES
 from culture_assets.cultures import load_registry
+from culture_assets.partitions import ABLATION_PARTITIONS, CULTURES
 from culture_assets.resources import WarehouseResource
-from culture_assets.store.warehouse import WRITER_POOL
 from culture_assets.training.model_record import lineage_row, model_key, model_record
 from culture_assets.training.openai_jobs import PENDING, pending_jobs
-from culture_assets.training.resource import FineTuningPending, TrainerResource
+from culture_assets.resources.training import FineTuningPending, TrainerResource
 from culture_assets.training.training_set import split_rows
 
 GROUP = "models"
@@ -29,7 +28,7 @@ def _fit_and_register(
 ) -> dg.Output:
     key = model_key(culture, variant)
     try:
-        fitted = trainer.fit(
+        fitted = trainer.settings().fit(
             key, split_rows(table, "train"), split_rows(table, "validation"), warehouse.get(), context.log.info,
             asset_key=context.asset_key.to_user_string(),
             partition_key=context.partition_key if context.has_partition_key else None,
@@ -66,7 +65,6 @@ def _system_prompt(table: pl.DataFrame) -> str:
     group_name=GROUP,
     kinds={"pytorch", "openai", "duckdb"},
     partitions_def=CULTURES,
-    pool=WRITER_POOL,
     description="A culture's fine-tuned model: a LoRA adapter directory (local) or a fine-tuned API model id (OpenAI).",
 )
 def culture_model(
@@ -79,7 +77,6 @@ def culture_model(
 @dg.asset(
     group_name=GROUP,
     kinds={"pytorch", "openai", "duckdb"},
-    pool=WRITER_POOL,
     ins={"training_set": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
     description="CultureLLM-One: one model fine-tuned on every culture's training set, each sample with its culture's system prompt.",
 )
@@ -98,7 +95,6 @@ def culturellm_one(
     group_name=GROUP,
     kinds={"pytorch", "openai", "duckdb"},
     partitions_def=ABLATION_PARTITIONS,
-    pool=WRITER_POOL,
     description="A culture model trained on one ablation variant of its training set, for the paper's ablation figures.",
 )
 def ablation_model(
@@ -120,7 +116,7 @@ def openai_fine_tuning_sensor(context: dg.SensorEvaluationContext, trainer: Trai
     pending = pending_jobs(warehouse.get())
     if pending.height == 0:
         return
-    client = trainer.openai_client()
+    client = trainer.settings().openai_client()
     for row in pending.iter_rows(named=True):
         job = client.fine_tuning.jobs.retrieve(row["job_id"])
         if job.status in PENDING or not row["asset_key"]:

@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from culture_assets.evaluation.report import report_tables, write_report
-from culture_assets.evaluation.resource import EvalDataResource
+from culture_assets.resources.evaluation import EvalDataResource
 from culture_assets.resources import WarehouseResource
 
 GROUP = "report"

@@ -4,18 +4,21 @@
 import dagster as dg
 import polars as pl
 
-from culture_assets.cultures import CULTURE_BACKFILL_POLICY, culture_partitions, load_registry
+from culture_assets.cultures import load_registry
 from culture_assets.errors import naming
 from culture_assets.markdown import markdown_table
+from culture_assets.partitions import CULTURE_BACKFILL_POLICY, CULTURES
 from culture_assets.resources import SurveySourceResource, WarehouseResource
 from culture_assets.store.warehouse import WRITER_POOL
-from culture_assets.survey.answers import answers_fingerprint, read_answer_counts
+from culture_assets.survey.answers import OUT_OF_SCALE_ERROR_SHARE, answers_fingerprint, out_of_scale_codes, read_answer_counts, read_survey
+from culture_assets.survey.questions import questions_table
 from culture_assets.survey.distribution import Pooling, seed_survey_table, unflagged_unanswered
 
 GROUP = "survey"
-# Metadata key of seed_survey's per-culture answers version; the WVS-wave sensor compares against it.
+# Metadata key of seed_survey's per-culture answers version (wvs_wave's data version of that culture).
 FINGERPRINT_METADATA = "survey_fingerprint"
-CULTURES = culture_partitions()
+# The event tag Dagster reads a data version from (what an observe function's DataVersion becomes).
+DATA_VERSION_TAG = "dagster/data_version"
 
 
 class SeedSurveyConfig(dg.Config):
@@ -25,24 +28,22 @@ class SeedSurveyConfig(dg.Config):
 @dg.observable_source_asset(
     group_name=GROUP,
     tags={"dagster/kind/csv": ""},
-    description="The WVS survey file(s) in use; its data version is their content hash, so a new wave is a new version.",
+    partitions_def=CULTURES,
+    description="The WVS survey file(s) in use; a culture's data version is its answers' fingerprint, so a new wave or a "
+    "corrected release is a new version for exactly the cultures whose answers changed.",
 )
-def wvs_wave(survey_source: SurveySourceResource) -> dg.DataVersion:
-    return dg.DataVersion(survey_source.version())
+def wvs_wave(survey_source: SurveySourceResource) -> dg.DataVersionsByPartition:
+    files = survey_source.files()
+    counts = read_answer_counts(files, [q.id for q in survey_source.questions()])
+    return dg.DataVersionsByPartition(
+        {culture.key: answers_fingerprint(counts, culture.country_alphas) for culture in load_registry().cultures}
+    )
 
 
 @dg.asset(group_name=GROUP, kinds={"python", "parquet"}, description="The 50 WVS Wave 7 seed questions with their parsed answer scales.")
 def wvs_questions(context: dg.AssetExecutionContext, survey_source: SurveySourceResource) -> pl.DataFrame:
     questions = survey_source.questions()
-    table = pl.DataFrame(
-        {
-            "question_id": [q.id for q in questions],
-            "topic": [q.topic for q in questions],
-            "text": [q.text for q in questions],
-            "codes": [q.valid_codes for q in questions],
-            "labels": [[q.options[c] for c in q.valid_codes] for q in questions],
-        }
-    )
+    table = questions_table(questions)
     topics = table.group_by("topic").len().sort("topic")
     context.add_output_metadata(
         {"questions": len(questions), "topics": topics.height, "by_topic": dg.MetadataValue.md(markdown_table(topics))}
@@ -64,7 +65,14 @@ def wvs_questions(context: dg.AssetExecutionContext, survey_source: SurveySource
             asset="seed_survey",
             blocking=True,
             description="Each question has a modal answer or is flagged never asked; none is silently dropped.",
-        )
+        ),
+        dg.AssetCheckSpec(
+            "answer_codes_within_scale",
+            asset="seed_survey",
+            blocking=True,
+            description=f"No answer code outside its question's scale (e.g. 99 on a 1-4 question; such codes are left out "
+            f"of the distribution). A few are a warning; above {OUT_OF_SCALE_ERROR_SHARE:.0%} of a question's answers an error.",
+        ),
     ],
 )
 def seed_survey(
@@ -78,7 +86,8 @@ def seed_survey(
     with naming(f"culture {culture.key!r}"):
         files = survey_source.files()
         version = survey_source.version()
-        counts = read_answer_counts(files, [q.id for q in questions])
+        survey = read_survey(files, [q.id for q in questions])
+        counts = survey.counts
         table = seed_survey_table(counts, questions, culture, config.pooling, source=str(survey_source.source()))
     fingerprint = answers_fingerprint(counts, culture.country_alphas)
 
@@ -101,6 +110,9 @@ def seed_survey(
         "question_id", "topic", "modal_answer", "mode_tied", "n_valid", "n_missing", "never_asked", "reference_label",
         pl.col("distribution").list.eval(pl.element().round(3)).alias("distribution"),
     )
+    # The answers this partition was built from, as wvs_wave's data version: an observation of the same answers
+    # later is then no change, and Dagster ignores this record for seed_survey itself (same run).
+    context.log_event(dg.AssetObservation(asset_key=wvs_wave.key, partition=culture.key, tags={DATA_VERSION_TAG: fingerprint}))
     yield dg.Output(
         table,
         metadata={
@@ -114,6 +126,7 @@ def seed_survey(
             "never_asked": dg.MetadataValue.json(never_asked),
             "mode_differs_from_reference_label": differs.height,
             "answers": dg.MetadataValue.md(markdown_table(summary)),
+            "summary_rows_dropped": dg.MetadataValue.json(survey.summary_rows_dropped),
         },
     )
     missing = unflagged_unanswered(table)
@@ -122,4 +135,25 @@ def seed_survey(
         passed=not missing,
         metadata={"unlabelled_questions": dg.MetadataValue.json(missing), "never_asked": dg.MetadataValue.json(never_asked)},
         description=None if not missing else f"{culture.display_name}: questions {missing} have no answer and no never-asked flag",
+    )
+    yield scale_check(out_of_scale_codes(counts, {q.id: q.valid_codes for q in questions}, culture.country_alphas), culture.display_name)
+
+
+def scale_check(outside: pl.DataFrame, culture: str) -> dg.AssetCheckResult:
+    """Pass when no code is outside its scale; WARN for a few; ERROR (blocking) above OUT_OF_SCALE_ERROR_SHARE."""
+    too_many = outside.filter(pl.col("share") > OUT_OF_SCALE_ERROR_SHARE)
+    by_question = dict(zip(outside["question_id"].to_list(), outside["respondents"].to_list()))
+    return dg.AssetCheckResult(
+        check_name="answer_codes_within_scale",
+        passed=outside.height == 0,
+        severity=dg.AssetCheckSeverity.ERROR if too_many.height else dg.AssetCheckSeverity.WARN,
+        metadata={
+            "out_of_scale_by_question": dg.MetadataValue.json(by_question),
+            "error_share": OUT_OF_SCALE_ERROR_SHARE,
+            "codes": dg.MetadataValue.md(markdown_table(outside.with_columns(pl.col("share").round(4)))),
+        },
+        description=None if outside.height == 0 else (
+            f"{culture}: answer codes outside the question's scale, left out of the distribution: {by_question}"
+            + (f"; above {OUT_OF_SCALE_ERROR_SHARE:.0%} on {too_many['question_id'].to_list()}" if too_many.height else "")
+        ),
     )

@@ -3,25 +3,23 @@
 import dagster as dg
 import polars as pl
 
-from culture_assets.cultures import culture_partitions, load_registry
+from culture_assets.cultures import load_registry
 from culture_assets.markdown import markdown_table
-from culture_assets.resources import SurveySourceResource
-from culture_assets.training.ablations import ABLATIONS, ablation_spec
+from culture_assets.partitions import ABLATION_PARTITIONS, CULTURES
+from culture_assets.survey.questions import questions_from_table
+from culture_assets.training.ablations import ablation_spec
 from culture_assets.training.training_set import (
     STEPS,
     PromptLanguage,
     Targets,
     TrainingSetSpec,
     build_training_set,
+    heldout_question_ids,
     training_set_version,
     training_summary,
 )
 
 GROUP = "training"
-CULTURES = culture_partitions()
-ABLATION_PARTITIONS = dg.MultiPartitionsDefinition(
-    {"culture": CULTURES, "variant": dg.StaticPartitionsDefinition(list(ABLATIONS))}
-)
 
 
 class TrainingSetConfig(dg.Config):
@@ -43,10 +41,10 @@ class TrainingSetConfig(dg.Config):
 
 def _materialize(
     context: dg.AssetExecutionContext, culture_key: str, spec: TrainingSetSpec, augmented: pl.DataFrame,
-    seed_survey: pl.DataFrame, survey_source: SurveySourceResource,
+    seed_survey: pl.DataFrame, wvs_questions: pl.DataFrame,
 ) -> dg.Output:
     culture = load_registry().get(culture_key)
-    table = build_training_set(augmented, seed_survey, survey_source.questions(), culture, spec)
+    table = build_training_set(augmented, seed_survey, questions_from_table(wvs_questions), culture, spec)
     never_asked = seed_survey.filter(pl.col("never_asked"))["question_id"].to_list()
     counts = {split: table.filter(pl.col("split") == split).height for split in ("train", "validation", "heldout")}
     context.log.info(f"{culture.display_name}: {counts}, never asked (excluded): {never_asked}")
@@ -57,7 +55,7 @@ def _materialize(
             "training_set_version": training_set_version(table)[:12],
             **{f"n_{split}": n for split, n in counts.items()},
             "never_asked_excluded": dg.MetadataValue.json(never_asked),
-            "heldout_question_ids": dg.MetadataValue.json(sorted(table.filter(pl.col("split") == "heldout")["question_id"].unique().to_list())),
+            "heldout_question_ids": dg.MetadataValue.json(heldout_question_ids(table)),
             "spec": dg.MetadataValue.json(spec.model_dump(mode="json")),
             "by_split_and_step": dg.MetadataValue.md(markdown_table(training_summary(table))),
             "example": dg.MetadataValue.json(table.filter(pl.col("split") == "train")["messages_json"].head(1).to_list()),
@@ -76,9 +74,9 @@ def training_set(
     config: TrainingSetConfig,
     augmented_questions: pl.DataFrame,
     seed_survey: pl.DataFrame,
-    survey_source: SurveySourceResource,
+    wvs_questions: pl.DataFrame,
 ) -> dg.Output:
-    return _materialize(context, context.partition_key, config.spec(), augmented_questions, seed_survey, survey_source)
+    return _materialize(context, context.partition_key, config.spec(), augmented_questions, seed_survey, wvs_questions)
 
 
 @dg.asset(
@@ -87,6 +85,7 @@ def training_set(
     partitions_def=ABLATION_PARTITIONS,
     ins={
         "augmented_questions": dg.AssetIn(),
+        "wvs_questions": dg.AssetIn(),
         "seed_survey": dg.AssetIn(partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="culture")),
     },
     description="A culture's training set under one of the paper's ablations (size, augmentation steps, prompt language).",
@@ -96,8 +95,8 @@ def ablation_training_set(
     config: TrainingSetConfig,
     augmented_questions: pl.DataFrame,
     seed_survey: pl.DataFrame,
-    survey_source: SurveySourceResource,
+    wvs_questions: pl.DataFrame,
 ) -> dg.Output:
     keys = ABLATION_PARTITIONS.get_partition_key_from_str(context.partition_key).keys_by_dimension
     spec = ablation_spec(keys["variant"], config.spec())
-    return _materialize(context, keys["culture"], spec, augmented_questions, seed_survey, survey_source)
+    return _materialize(context, keys["culture"], spec, augmented_questions, seed_survey, wvs_questions)

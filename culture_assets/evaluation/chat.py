@@ -12,14 +12,12 @@ llm_cache table, so a re-run or a resumed run sends nothing twice.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any, Callable, Sequence
 
-from culture_assets.errors import InputError
 from culture_assets.evaluation.manifest import normalise_answer
 from culture_assets.evaluation.metrics import INVALID
-from culture_assets.llm import Budget, ChatRunner, LLMResource, OpenAIChatGenerator, ResponseCache, RetryPolicy
-from culture_assets.llm.resource import API_KEY_ENV, BASE_URL_ENV
+from culture_assets.llm import ChatRunner
+from culture_assets.llm.settings import LLMSettings
 from culture_assets.store import Warehouse
 
 
@@ -66,19 +64,7 @@ def parse_answer(output: str | None, labels: Sequence[str], verbalizers: Sequenc
     return INVALID
 
 
-def chat_runner(llm: LLMResource, model: str, warehouse: Warehouse, log: Callable[[str], None] | None = None) -> ChatRunner:
+def chat_runner(llm: LLMSettings, model: str, warehouse: Warehouse, log: Callable[[str], None] | None = None) -> ChatRunner:
     """The LLM layer's cached, budgeted, retrying runner, for `model` (a base or fine-tuned model id)
-    rather than the resource's default model; responses go to the warehouse's llm_cache."""
-    key = (llm.api_key or os.environ.get(API_KEY_ENV, "")).strip()
-    if not key:
-        raise InputError("llm resource", f"scoring the API model {model!r} needs an API key: set {API_KEY_ENV}", field="api_key")
-    generator = OpenAIChatGenerator(model, key, llm.base_url or os.environ.get(BASE_URL_ENV) or None, timeout_s=llm.request_timeout_s)
-    return ChatRunner(
-        generator,
-        ResponseCache(warehouse),
-        concurrency=llm.concurrency,
-        retry=RetryPolicy(llm.max_retries, llm.backoff_base_s, llm.max_backoff_s),
-        budget=Budget(llm.max_requests, llm.max_tokens),
-        dry_run=llm.dry_run,
-        log=log,
-    )
+    rather than the configured default model; responses go to the warehouse's llm_cache."""
+    return llm.runner(warehouse, log, generator=llm.api_generator(model))

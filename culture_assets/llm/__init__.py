@@ -2,9 +2,9 @@
 
 Public API (stable; the evaluation stage builds on it):
 
-    from culture_assets.llm import LLMResource, ChatRunner, ChatRequest, ChatOutcome
+    from culture_assets.llm import LLMSettings, ChatRunner, ChatRequest, ChatOutcome
 
-    runner = llm.runner(warehouse.get(), log=context.log.info)   # llm: LLMResource (resource key "llm")
+    runner = LLMSettings(model=...).runner(warehouse, log=print)   # in Dagster: the "llm" resource's .runner(...)
     outcomes = runner.run([ChatRequest.of(messages, {"temperature": 0, "max_tokens": 8}, tag=row_id), ...])
     for outcome in outcomes:             # same order as the requests
         outcome.request.tag; outcome.status in {"ok", "cached", "budget_exhausted"}
@@ -14,7 +14,7 @@ Public API (stable; the evaluation stage builds on it):
 
 - Cache: DuckDB table `llm_cache`, key = sha256 of canonical JSON (model, messages, params);
   written per response as it arrives, so re-runs and resumes send nothing twice.
-- Concurrency: `LLMResource.concurrency` requests in flight (asyncio); `runner.arun` is the async form.
+- Concurrency: `LLMSettings.concurrency` requests in flight (asyncio); `runner.arun` is the async form.
 - Retries: 429, 5xx, 408, timeouts and connection errors, exponential backoff with jitter, or the
   server's Retry-After (capped at `max_backoff_s`); `runner.stats.waits_s` lists every wait.
 - Budget: `max_requests` / `max_tokens` per runner; no call starts once spent.
@@ -37,7 +37,6 @@ from culture_assets.llm.errors import (
 from culture_assets.llm.generator import ChatGenerator, Completion
 from culture_assets.llm.local_generator import LocalChatGenerator
 from culture_assets.llm.openai_generator import OpenAIChatGenerator
-from culture_assets.llm.resource import LLMResource
 from culture_assets.llm.runner import (
     Budget,
     ChatOutcome,
@@ -48,6 +47,7 @@ from culture_assets.llm.runner import (
     RunEstimate,
     RunStats,
 )
+from culture_assets.llm.settings import LLMSettings
 
 __all__ = [
     "Budget",
@@ -61,7 +61,7 @@ __all__ = [
     "LLMError",
     "LLMModelError",
     "LLMRequestError",
-    "LLMResource",
+    "LLMSettings",
     "LLMRetriesExhausted",
     "LLMUnreachableError",
     "LocalChatGenerator",

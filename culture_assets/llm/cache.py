@@ -1,8 +1,8 @@
 """The LLM response cache: the DuckDB `llm_cache` table, keyed by a hash of (model, messages, params).
 
 A cached response is reused forever for the same key, so a re-run or a resumed run sends
-nothing twice. Rows are written one by one as calls complete (autocommit), so a run killed
-half way keeps every response it paid for. The API key is never part of a key or a row.
+nothing twice. Rows are written one by one as calls complete, each in its own short transaction, so a
+run killed half way keeps every response it paid for and no connection is held while calls are in flight. The API key is never part of a key or a row.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
-
-import duckdb
 
 from culture_assets.store import Warehouse
 
@@ -39,49 +37,30 @@ class CachedResponse:
 
 
 class ResponseCache:
-    """Reads and writes `llm_cache` over one connection held for the duration of a batch."""
+    """Reads and writes `llm_cache` in short transactions: each lookup and each response opens the warehouse,
+    does its work and closes it, so steps in other processes can write the warehouse between two calls."""
 
     def __init__(self, warehouse: Warehouse):
         self.warehouse = warehouse
-        self._con: duckdb.DuckDBPyConnection | None = None
-        self._opened = None
-
-    def __enter__(self) -> "ResponseCache":
         self.warehouse.migrate()
-        self._opened = self.warehouse.connect()
-        self._con = self._opened.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        assert self._opened is not None
-        self._opened.__exit__(*exc)
-        self._con = self._opened = None
-
-    @property
-    def con(self) -> duckdb.DuckDBPyConnection:
-        if self._con is None:
-            raise RuntimeError("use the ResponseCache as a context manager (with cache: ...)")
-        return self._con
 
     def lookup(self, keys: Sequence[str]) -> dict[str, CachedResponse]:
         if not keys:
             return {}
-        self.con.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_keys (cache_key VARCHAR)")
-        self.con.execute("DELETE FROM wanted_keys")
-        self.con.executemany("INSERT INTO wanted_keys VALUES (?)", [[k] for k in set(keys)])
-        rows = self.con.execute(
-            "SELECT c.cache_key, c.response_json, c.prompt_tokens, c.completion_tokens "
-            "FROM llm_cache c JOIN wanted_keys w USING (cache_key)"
-        ).fetchall()
+        rows = self.warehouse.query(
+            "SELECT cache_key, response_json, prompt_tokens, completion_tokens FROM llm_cache WHERE list_contains(?, cache_key)",
+            [sorted(set(keys))],
+        )
         return {
             key: CachedResponse(json.loads(response)["content"], int(prompt or 0), int(completion or 0))
-            for key, response, prompt, completion in rows
+            for key, response, prompt, completion in rows.iter_rows()
         }
 
     def put(self, key: str, model: str, request_json: str, response: CachedResponse) -> None:
-        self.con.execute(
-            "INSERT OR REPLACE INTO llm_cache (cache_key, model, request_json, response_json, prompt_tokens, completion_tokens) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [key, model, request_json, json.dumps({"content": response.content}, ensure_ascii=False),
-             response.prompt_tokens, response.completion_tokens],
-        )
+        with self.warehouse.transaction() as con:
+            con.execute(
+                "INSERT OR REPLACE INTO llm_cache (cache_key, model, request_json, response_json, prompt_tokens, completion_tokens) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [key, model, request_json, json.dumps({"content": response.content}, ensure_ascii=False),
+                 response.prompt_tokens, response.completion_tokens],
+            )

@@ -12,6 +12,7 @@ from typing import Any, Mapping, Sequence
 
 import openai
 
+from culture_assets.llm.client import openai_client
 from culture_assets.llm.errors import (
     LLMAuthError,
     LLMModelError,
@@ -54,8 +55,8 @@ class OpenAIChatGenerator:
 
     async def complete(self, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> Completion:
         if self._client is None:
-            self._client = openai.AsyncOpenAI(
-                api_key=self._api_key, base_url=self._base_url_setting, max_retries=0, timeout=self.timeout_s
+            self._client = openai_client(
+                self._api_key, self._base_url_setting, timeout_s=self.timeout_s, max_retries=0, asynchronous=True
             )
         try:
             response = await self._client.chat.completions.create(model=self.model, messages=list(messages), **params)

@@ -173,10 +173,8 @@ class ChatRunner:
 
     def estimate(self, requests: Sequence[ChatRequest]) -> RunEstimate:
         """Calls and tokens the batch would spend, counting the cache; sends nothing."""
-        if self.cache is None:
-            return self._estimate(requests, {})
-        with self.cache:
-            return self._estimate(requests, self.cache.lookup([self.key(r) for r in requests]))
+        cached = self.cache.lookup([self.key(r) for r in requests]) if self.cache is not None else {}
+        return self._estimate(requests, cached)
 
     def run(self, requests: Sequence[ChatRequest]) -> list[ChatOutcome]:
         """Blocking form of `arun`; works inside or outside a running event loop."""
@@ -202,12 +200,7 @@ class ChatRunner:
 
     async def arun(self, requests: Sequence[ChatRequest]) -> list[ChatOutcome]:
         """Outcomes in request order."""
-        if self.cache is None:
-            return await self._arun(requests, None)
-        with self.cache:
-            return await self._arun(requests, self.cache)
-
-    async def _arun(self, requests: Sequence[ChatRequest], cache: ResponseCache | None) -> list[ChatOutcome]:
+        cache = self.cache
         keys = [self.key(r) for r in requests]
         cached = cache.lookup(keys) if cache is not None else {}
         estimate = self._estimate(requests, cached)

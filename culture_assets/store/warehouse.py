@@ -1,9 +1,10 @@
 """One DuckDB file under the data home, opened briefly for each read or write.
 
 DuckDB lets one process write a file at a time; a second writer fails at open with a lock
-error. Every writing asset sits in the `duckdb_writer` Dagster pool (limit 1), and as a second
-line of defence `connect()` waits for the lock with backoff and, past its timeout, raises
-WarehouseLockedError naming the file and what to do, rather than corrupting anything.
+error. Connections are short (open, one transaction, close), so `connect()` waits for the lock
+with backoff and, past its timeout, raises WarehouseLockedError naming the file and what to do,
+rather than corrupting anything. Steps whose work is writing the warehouse also sit in the
+`duckdb_writer` Dagster pool (limit 1); steps that mostly compute (training, scoring) do not.
 Writes run in one transaction: a failure rolls back and leaves the previous rows intact.
 """
 
@@ -54,8 +55,8 @@ class Warehouse:
                 if time.monotonic() >= deadline:
                     raise WarehouseLockedError(
                         f"{self.path}: another process has held the DuckDB warehouse for over "
-                        f"{self.lock_timeout_s:.0f}s ({exc}). Wait for it to finish, or stop it; run "
-                        f"writing assets in the '{WRITER_POOL}' pool so they take turns."
+                        f"{self.lock_timeout_s:.0f}s ({exc}). Wait for it to finish, or stop it: this project's steps write in "
+                        f"short transactions (those that mostly write take turns in the '{WRITER_POOL}' pool)."
                     ) from exc
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 2.0)

@@ -12,9 +12,11 @@ Every source becomes the same long table of answer counts; nothing downstream se
 from __future__ import annotations
 
 import argparse
+import codecs
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import polars as pl
 
@@ -33,13 +35,46 @@ COUNTS_SCHEMA = {
     "weight_source": pl.String,
 }
 PACKAGED_COUNTS = "wvs_answer_counts.csv"
-# The CultureLLM reference copy appends per-column mean rows ("Avg", "Avg_First", "Avg_Last") to each country CSV.
+# The CultureLLM reference copy appends per-column mean rows ("Avg", "Avg_First", "Avg_Last") to each country CSV;
+# they are computed means, never respondents, so they are always left out (and counted).
 SUMMARY_ROW_LABELS = ("Avg", "Avg_First", "Avg_Last")
+EXPECTED_ENCODING = "UTF-8"
+# Codes outside a question's scale (e.g. 99 on a 1-4 question) above this share of a question's non-missing
+# answers in a culture mean the file is not coded as the codebook says: an error, not a stray entry.
+OUT_OF_SCALE_ERROR_SHARE = 0.01
+
+
+def check_utf8(path: Path) -> None:
+    """Raise InputError naming the file, the line and the expected encoding unless `path` is UTF-8 text."""
+    with path.open("rb") as handle:
+        head = handle.read(4)
+        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in head:
+            raise InputError(
+                str(path), f"the file is UTF-16 encoded; expected {EXPECTED_ENCODING} (save it as 'CSV UTF-8')", field="encoding"
+            )
+        handle.seek(0)
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        line = 1
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                line += block[: exc.start].count(b"\n")
+                raise InputError(
+                    str(path), f"byte {block[exc.start]:#04x} is not {EXPECTED_ENCODING} text; expected a {EXPECTED_ENCODING} CSV",
+                    row=line, field="encoding",
+                ) from None
+            line += block.count(b"\n")
 
 
 def _header(path: Path) -> list[str]:
-    with path.open("r", encoding="utf-8-sig") as handle:
-        first = handle.readline()
+    with path.open("rb") as handle:
+        raw = handle.readline()
+    try:
+        first = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        check_utf8(path)
+        raise
     if not first.strip():
         raise InputError(str(path), "the file is empty; expected a CSV header and rows")
     return [column.strip().strip('"') for column in first.rstrip("\r\n").split(",")]
@@ -60,11 +95,9 @@ def _check_parsed(raw: pl.DataFrame, parsed: pl.DataFrame, column: str, path: Pa
     raise InputError(str(path), problem, row=index + 2, field=column)
 
 
-def read_respondent_csv(path: Path, question_ids: Sequence[str], drop_summary_rows: bool = False) -> pl.DataFrame:
-    """One respondent-level CSV -> long answer counts. Raises InputError naming file, line and column.
-
-    `drop_summary_rows` removes the mean rows the CultureLLM reference copy appends (B_COUNTRY = "Avg").
-    """
+def read_respondent_csv(path: Path, question_ids: Sequence[str]) -> tuple[pl.DataFrame, int]:
+    """One respondent-level CSV -> (long answer counts, mean rows left out). Raises InputError naming file, line
+    and column. The mean rows are those the CultureLLM reference copy appends (B_COUNTRY = "Avg" ...)."""
     header = _header(path)
     missing = [column for column in (COUNTRY_COLUMN, *question_ids) if column not in header]
     if missing:
@@ -72,8 +105,11 @@ def read_respondent_csv(path: Path, question_ids: Sequence[str], drop_summary_ro
     has_weight = WEIGHT_COLUMN in header
     columns = [COUNTRY_COLUMN, *question_ids] + ([WEIGHT_COLUMN] if has_weight else [])
     frame = pl.read_csv(path, infer_schema=False)
-    if drop_summary_rows and "B_COUNTRY" in frame.columns:
-        frame = frame.filter(~pl.col("B_COUNTRY").is_in(SUMMARY_ROW_LABELS))
+    summary_rows = 0
+    if "B_COUNTRY" in frame.columns:
+        is_summary = pl.col("B_COUNTRY").is_in(SUMMARY_ROW_LABELS)
+        summary_rows = frame.filter(is_summary).height
+        frame = frame.filter(~is_summary)
     frame = frame.select(columns)
     if frame.height == 0:
         raise InputError(str(path), "has a header but no respondent rows")
@@ -91,7 +127,7 @@ def read_respondent_csv(path: Path, question_ids: Sequence[str], drop_summary_ro
     long = numeric.with_columns(weight.alias("_w")).unpivot(
         index=[COUNTRY_COLUMN, "_w"], on=list(question_ids), variable_name="question_id", value_name="code"
     )
-    return (
+    counts = (
         long.group_by(COUNTRY_COLUMN, "question_id", "code")
         .agg(pl.len().cast(pl.Int64).alias("respondents"), pl.col("_w").sum().alias("weighted"))
         .rename({COUNTRY_COLUMN: "country_alpha"})
@@ -99,6 +135,7 @@ def read_respondent_csv(path: Path, question_ids: Sequence[str], drop_summary_ro
         .select(COUNT_COLUMNS)
         .cast(COUNTS_SCHEMA)
     )
+    return counts, summary_rows
 
 
 def read_counts_csv(path: Path) -> pl.DataFrame:
@@ -123,19 +160,59 @@ def survey_files(source: Path) -> list[Path]:
     raise InputError(str(source), "survey source not found: expected a CSV file or a directory of CSV files")
 
 
-def read_answer_counts(files: Iterable[Path], question_ids: Sequence[str], drop_summary_rows: bool = False) -> pl.DataFrame:
+@dataclass(frozen=True)
+class SurveyAnswers:
+    counts: pl.DataFrame
+    summary_rows_dropped: dict[str, int]  # file -> mean rows (Avg, Avg_First, Avg_Last) left out, files with any
+
+
+def read_survey(files: Iterable[Path], question_ids: Sequence[str]) -> SurveyAnswers:
     """All files -> one counts table; a country found in two files is an error (it would double-count)."""
     frames: list[pl.DataFrame] = []
     seen: dict[str, Path] = {}
+    dropped: dict[str, int] = {}
     for path in files:
-        frame = read_counts_csv(path) if is_counts_file(path) else read_respondent_csv(path, question_ids, drop_summary_rows)
+        check_utf8(path)
+        if is_counts_file(path):
+            frame = read_counts_csv(path)
+        else:
+            frame, summary_rows = read_respondent_csv(path, question_ids)
+            if summary_rows:
+                dropped[str(path)] = summary_rows
         for country in frame["country_alpha"].unique().to_list():
             if country in seen:
                 raise InputError(str(path), f"country {country} also appears in {seen[country]}; each country must come from one file")
             seen[country] = path
         frames.append(frame)
-    counts = pl.concat(frames)
-    return counts.filter(pl.col("question_id").is_in(list(question_ids))).sort("country_alpha", "question_id", "code")
+    counts = pl.concat(frames).filter(pl.col("question_id").is_in(list(question_ids))).sort("country_alpha", "question_id", "code")
+    return SurveyAnswers(counts, dropped)
+
+
+def read_answer_counts(files: Iterable[Path], question_ids: Sequence[str]) -> pl.DataFrame:
+    return read_survey(files, question_ids).counts
+
+
+def out_of_scale_codes(counts: pl.DataFrame, valid_codes: Mapping[str, Sequence[int]], country_alphas: Sequence[str]) -> pl.DataFrame:
+    """Per question: the answer codes outside its scale (not a WVS missing code, not one of its options), their
+    respondents, and their share of the question's non-missing answers in these countries. Empty when none."""
+    answered = counts.filter(pl.col("country_alpha").is_in(list(country_alphas)) & (pl.col("code") >= 0))
+    scales = pl.DataFrame(
+        {"question_id": list(valid_codes), "valid": [list(codes) for codes in valid_codes.values()]},
+        schema={"question_id": pl.String, "valid": pl.List(pl.Int64)},
+    )
+    flagged = answered.join(scales, on="question_id").with_columns(
+        (~pl.col("valid").list.contains(pl.col("code"))).alias("outside")
+    )
+    return (
+        flagged.group_by("question_id")
+        .agg(
+            pl.col("code").filter(pl.col("outside")).unique().sort().alias("codes"),
+            pl.col("respondents").filter(pl.col("outside")).sum().alias("respondents"),
+            (pl.col("respondents").filter(pl.col("outside")).sum() / pl.col("respondents").sum()).alias("share"),
+        )
+        .filter(pl.col("respondents") > 0)
+        .sort("question_id")
+    )
 
 
 def content_hash(files: Iterable[Path]) -> str:
@@ -172,11 +249,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("sources", nargs="+", type=Path, help="survey CSV files or directories of them")
     parser.add_argument("--out", type=Path, required=True, help="where to write the counts CSV")
-    parser.add_argument("--reference-copy", action="store_true", help="drop the 'Avg' mean rows of the CultureLLM reference CSVs")
     args = parser.parse_args(argv)
     question_ids = [q.id for q in load_questions()]
     files = [f for source in args.sources for f in survey_files(source)]
-    counts = read_answer_counts(files, question_ids, drop_summary_rows=args.reference_copy)
+    survey = read_survey(files, question_ids)
+    for path, rows in survey.summary_rows_dropped.items():
+        print(f"{path}: left out {rows} mean rows ({', '.join(SUMMARY_ROW_LABELS)})")
+    counts = survey.counts
     write_counts_csv(counts, args.out)
     print(f"wrote {counts.height} rows for {counts['country_alpha'].n_unique()} countries to {args.out}")
 

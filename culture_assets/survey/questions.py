@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from importlib import resources
 from pathlib import Path
+from typing import Sequence
 
+import polars as pl
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -79,6 +81,27 @@ def parse_questions(raw: object, source: str) -> list[WVSQuestion]:
     if len(set(ids)) != len(ids):
         raise InputError(source, f"question ids repeat: {sorted({i for i in ids if ids.count(i) > 1})}")
     return questions
+
+
+def questions_table(questions: Sequence[WVSQuestion]) -> pl.DataFrame:
+    """The questions as the `wvs_questions` asset stores them: one row each, the scale as parallel code/label lists."""
+    return pl.DataFrame(
+        {
+            "question_id": [q.id for q in questions],
+            "topic": [q.topic for q in questions],
+            "text": [q.text for q in questions],
+            "codes": [q.valid_codes for q in questions],
+            "labels": [[q.options[c] for c in q.valid_codes] for q in questions],
+        }
+    )
+
+
+def questions_from_table(table: pl.DataFrame) -> list[WVSQuestion]:
+    """The inverse of `questions_table`: what assets reading `wvs_questions` work with."""
+    return [
+        WVSQuestion(id=row["question_id"], topic=row["topic"], text=row["text"], options=dict(zip(row["codes"], row["labels"])))
+        for row in table.iter_rows(named=True)
+    ]
 
 
 def load_questions(path: Path | None = None) -> list[WVSQuestion]:

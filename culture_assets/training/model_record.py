@@ -7,7 +7,7 @@ from typing import Any
 
 import polars as pl
 
-from culture_assets.training.resource import FittedModel
+from culture_assets.training.trainer import FittedModel
 from culture_assets.training.training_set import training_set_version
 
 
@@ -27,7 +27,6 @@ def model_record(culture: str, variant: str, fitted: FittedModel, table: pl.Data
         "model_id": fitted.model_id,
         "artifact_hash": fitted.artifact_hash,
         "training_set_version": training_set_version(table),
-        "heldout_question_ids": sorted(table.filter(pl.col("split") == "heldout")["question_id"].unique().to_list()),
         "system_prompt": system_prompt,
         "n_train": table.filter(pl.col("split") == "train").height,
     }

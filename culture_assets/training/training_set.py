@@ -202,6 +202,11 @@ def training_set_version(table: pl.DataFrame) -> str:
     return digest.hexdigest()
 
 
+def heldout_question_ids(table: pl.DataFrame) -> list[str]:
+    """The seed questions a training set keeps out of training (the WVS alignment is measured on them)."""
+    return sorted(table.filter(pl.col("split") == "heldout")["question_id"].unique().to_list())
+
+
 def split_rows(table: pl.DataFrame, split: str) -> list[list[dict[str, str]]]:
     """The chat messages of one split."""
     return [json.loads(m) for m in table.filter(pl.col("split") == split)["messages_json"].to_list()]

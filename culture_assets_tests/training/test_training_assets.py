@@ -15,7 +15,7 @@ from culture_assets.cultures import load_registry
 from culture_assets.io_manager import ArtifactIOManager
 from culture_assets.resources import SurveySourceResource, WarehouseResource
 from culture_assets.training.lora import MANIFEST, directory_hash, load_adapter_model
-from culture_assets.training.resource import TrainerResource
+from culture_assets.resources.training import TrainerResource
 from culture_assets_tests.fake_openai import install_fine_tuning_routes
 from culture_assets_tests.training.samples import augmented_questions as sample_rows
 
@@ -50,7 +50,7 @@ def tiny_trainer(tiny_model_dir: Path, data_home: Path) -> TrainerResource:
 
 
 def prepare_training_sets(data_home: Path, trainer: TrainerResource, instance: dg.DagsterInstance) -> None:
-    run([augmented_questions], data_home, trainer, instance)
+    run([survey.wvs_questions, augmented_questions], data_home, trainer, instance)
     for culture in load_registry().keys:
         run([survey.seed_survey, training_set], data_home, trainer, instance, culture)
 
@@ -71,7 +71,7 @@ def test_training_sets_culture_models_and_culturellm_one(tiny_model_dir, data_ho
     assert german["base_model"] == str(tiny_model_dir.resolve())
     assert german["system_prompt"] == load_registry().get("german").system_prompt.english
     assert german["artifact_hash"] == directory_hash(Path(german["adapter_path"]))
-    assert german["n_train"] > 100 and len(german["heldout_question_ids"]) == 5
+    assert german["n_train"] > 100 and "heldout_question_ids" not in german  # wvs_alignment reads them from training_set
     assert json.loads((data_home / "assets" / "culture_model" / "german.json").read_text())["adapter_path"] == german["adapter_path"]
     assert records["chinese"]["adapter_path"] != german["adapter_path"]
     model, _ = load_adapter_model(german["adapter_path"])
@@ -99,7 +99,7 @@ def test_training_sets_culture_models_and_culturellm_one(tiny_model_dir, data_ho
 def test_ablation_models_are_materialized_per_culture_and_variant(tiny_model_dir, data_home):
     instance = dg.DagsterInstance.ephemeral()
     trainer = tiny_trainer(tiny_model_dir, data_home)
-    run([augmented_questions], data_home, trainer, instance)
+    run([survey.wvs_questions, augmented_questions], data_home, trainer, instance)
     run([survey.seed_survey], data_home, trainer, instance, "korean")
     records = {}
     for variant in ("seed_only", "prompt_native"):
@@ -119,7 +119,7 @@ def test_openai_trainer_through_dagster_waits_for_the_job_without_paying_twice(d
     fine_tuning = install_fine_tuning_routes(fake_openai)
     instance = dg.DagsterInstance.ephemeral()
     trainer = TrainerResource(kind="openai", base_model="gpt-4o-mini-2024-07-18", api_key="test", base_url=fake_openai.base_url)
-    run([augmented_questions], data_home, trainer, instance)
+    run([survey.wvs_questions, augmented_questions], data_home, trainer, instance)
     run([survey.seed_survey, training_set], data_home, trainer, instance, "turkish")
 
     pending = run([culture_model], data_home, trainer, instance, "turkish", raise_on_error=False)

@@ -1,30 +1,29 @@
-"""The Dagster resource "llm": configuration in, a ChatRunner out (one per asset run)."""
+"""Settings of the LLM layer, defined once: the `llm` Dagster resource derives its fields from these."""
 
 from __future__ import annotations
 
-import os
 from typing import Callable, Optional
 
-import dagster as dg
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from culture_assets.errors import InputError
 from culture_assets.llm.cache import ResponseCache
+from culture_assets.llm.client import API_KEY_ENV, BASE_URL_ENV, resolved_api_key, resolved_base_url
 from culture_assets.llm.generator import ChatGenerator
 from culture_assets.llm.local_generator import LocalChatGenerator
 from culture_assets.llm.openai_generator import OpenAIChatGenerator
 from culture_assets.llm.runner import Budget, ChatRunner, RetryPolicy
 from culture_assets.store import Warehouse
 
-API_KEY_ENV = "OPENAI_API_KEY"
-BASE_URL_ENV = "OPENAI_BASE_URL"
 
-
-class LLMResource(dg.ConfigurableResource):
+class LLMSettings(BaseModel):
     """An OpenAI-compatible chat endpoint, or a local transformers chat model when there is no API key.
 
-    The API key comes from `api_key` (wire it as dg.EnvVar("OPENAI_API_KEY")) or else the
-    OPENAI_API_KEY environment variable; it is only handed to the HTTP client.
+    The API key comes from `api_key` (in Dagster: dg.EnvVar("OPENAI_API_KEY")) or else $OPENAI_API_KEY;
+    it is only handed to the HTTP client.
     """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     model: str = Field(default="gpt-4o-mini", description="Model name the endpoint serves.")
     api_key: Optional[str] = Field(default=None, description="Secret; use dg.EnvVar('OPENAI_API_KEY'). Empty: $OPENAI_API_KEY.")
@@ -40,36 +39,42 @@ class LLMResource(dg.ConfigurableResource):
     default_max_tokens: int = Field(default=512, ge=1, description="Completion cap assumed by the estimate when a request sets none.")
     dry_run: bool = Field(default=False, description="Log the calls and tokens a run would spend, then stop before sending.")
 
-    def _api_key(self) -> str:
-        return (self.api_key or os.environ.get(API_KEY_ENV, "")).strip()
-
     @property
     def uses_api(self) -> bool:
-        return bool(self._api_key())
+        return bool(resolved_api_key(self.api_key))
 
     @property
     def model_name(self) -> str:
         """The name recorded in lineage and the cache: the API model, or the local model."""
         return self.model if self.uses_api else self.local_model
 
+    def api_generator(self, model: str | None = None) -> OpenAIChatGenerator:
+        """The endpoint serving `model` (default: the configured one); an API key is required."""
+        model = model or self.model
+        key = resolved_api_key(self.api_key)
+        if not key:
+            raise InputError("llm settings", f"the API model {model!r} needs an API key: set {API_KEY_ENV}", field="api_key")
+        return OpenAIChatGenerator(model, key, resolved_base_url(self.base_url), timeout_s=self.request_timeout_s)
+
     def generator(self) -> ChatGenerator:
-        key = self._api_key()
-        if key:
-            base_url = self.base_url or os.environ.get(BASE_URL_ENV, "") or None
-            return OpenAIChatGenerator(self.model, key, base_url, timeout_s=self.request_timeout_s)
+        if self.uses_api:
+            return self.api_generator()
         if not self.local_model:
-            raise dg.Failure(
-                description=(
-                    f"No LLM configured: set {API_KEY_ENV} (and {BASE_URL_ENV} for vLLM/Ollama), or set the llm "
-                    "resource's `local_model` to a local chat model name or path."
-                )
+            raise InputError(
+                "llm settings",
+                f"no LLM configured: set {API_KEY_ENV} (and {BASE_URL_ENV} for vLLM/Ollama), or set `local_model` "
+                "to a local chat model name or path",
+                field="local_model",
             )
         return LocalChatGenerator(self.local_model, default_max_new_tokens=self.default_max_tokens)
 
-    def runner(self, warehouse: Warehouse | None, log: Callable[[str], None] | None = None) -> ChatRunner:
-        """A fresh runner (its own budget and stats) caching into `warehouse`'s llm_cache table."""
+    def runner(
+        self, warehouse: Warehouse | None, log: Callable[[str], None] | None = None, generator: ChatGenerator | None = None
+    ) -> ChatRunner:
+        """A fresh runner (its own budget and stats) caching into `warehouse`'s llm_cache table;
+        `generator` defaults to the configured one."""
         return ChatRunner(
-            self.generator(),
+            generator or self.generator(),
             ResponseCache(warehouse) if warehouse is not None else None,
             concurrency=self.concurrency,
             retry=RetryPolicy(self.max_retries, self.backoff_base_s, self.max_backoff_s),

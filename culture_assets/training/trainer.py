@@ -1,8 +1,9 @@
-"""The `trainer` resource: which trainer fits the culture models, on which base model, and how.
+"""Which trainer fits the culture models, on which base model, and how: the settings and the choice, defined once.
 
-`kind="local"` trains a LoRA adapter on a local transformers model directory (`base_model` is its
-path); `kind="openai"` runs an OpenAI fine-tuning job (`base_model` is the API model name, the key
-comes from `api_key` or OPENAI_API_KEY, the endpoint from `base_url` or OPENAI_BASE_URL).
+`kind="local"` trains a LoRA adapter on a local transformers model (`base_model`: a hub name or a directory);
+`kind="openai"` runs an OpenAI fine-tuning job (`base_model` is the API model name, the key comes from
+`api_key` or OPENAI_API_KEY, the endpoint from `base_url` or OPENAI_BASE_URL). The Dagster `trainer`
+resource derives its fields from TrainerSettings.
 """
 
 from __future__ import annotations
@@ -11,18 +12,21 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Literal, Optional, Sequence
 
-import dagster as dg
-from pydantic import Field
+import openai
+from pydantic import BaseModel, ConfigDict, Field
 
 from culture_assets.errors import InputError
+from culture_assets.llm.client import openai_client
 from culture_assets.settings import data_home
 from culture_assets.store.warehouse import Warehouse
 from culture_assets.training.lora import LoraHyperParameters, train_lora
 from culture_assets.training.openai_jobs import FineTuningJobs, OpenAIFineTuningSettings
 
 BASE_MODEL_ENV = "CULTURE_ASSETS_BASE_MODEL"
+_LORA = LoraHyperParameters.model_fields
+_OPENAI = OpenAIFineTuningSettings.model_fields
 
 
 class FineTuningPending(RuntimeError):
@@ -47,46 +51,46 @@ class FittedModel:
     details: dict[str, Any]
 
 
-class TrainerResource(dg.ConfigurableResource):
+class TrainerSettings(BaseModel):
     """Fits a model on chat samples with the configured trainer and base model."""
 
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     kind: Literal["local", "openai"] = "local"
-    base_model: str = Field(default="", description=f"local model directory or API model name; empty means ${BASE_MODEL_ENV}")
+    base_model: str = Field(default="", description=f"hub model name, local model directory or API model name; empty means ${BASE_MODEL_ENV}")
     models_dir: str = Field(default="", description="where adapters go; empty means <data home>/models")
     chat_template: str = Field(default="", description="Jinja chat template for a tokenizer that has none")
-    seed: int = 0
-    epochs: float = 3.0
-    max_steps: int = -1
-    learning_rate: float = 2e-4
-    batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    max_length: int = 512
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    save_steps: int = 50
-    api_key: str = ""
-    base_url: str = ""
-    price_per_million_tokens: float = 3.0
-    max_cost_usd: float = 20.0
-    resubmit_failed: bool = False
+    seed: int = _LORA["seed"]
+    epochs: float = _LORA["epochs"]
+    max_steps: int = _LORA["max_steps"]
+    learning_rate: float = _LORA["learning_rate"]
+    batch_size: int = _LORA["batch_size"]
+    gradient_accumulation_steps: int = _LORA["gradient_accumulation_steps"]
+    max_length: int = _LORA["max_length"]
+    lora_r: int = _LORA["lora_r"]
+    lora_alpha: int = _LORA["lora_alpha"]
+    lora_dropout: float = _LORA["lora_dropout"]
+    # peft reads a string as 'all-linear' or a regular expression over module names
+    target_modules: str = Field(default=_LORA["target_modules"].default, description="peft target_modules: 'all-linear' or a regex over module names")
+    warmup_steps: float = _LORA["warmup_steps"]
+    save_steps: int = _LORA["save_steps"]
+    api_key: Optional[str] = Field(default=None, description="Secret for kind='openai'; empty: $OPENAI_API_KEY.")
+    base_url: str = Field(default="", description="OpenAI-compatible base URL; empty: $OPENAI_BASE_URL, else OpenAI.")
+    price_per_million_tokens: float = _OPENAI["price_per_million_tokens"]
+    max_cost_usd: float = _OPENAI["max_cost_usd"]
+    resubmit_failed: bool = _OPENAI["resubmit_failed"]
 
     def resolved_base_model(self) -> str:
         chosen = self.base_model or os.environ.get(BASE_MODEL_ENV, "")
         if not chosen:
-            raise InputError("trainer resource", f"no base model: set `base_model` or ${BASE_MODEL_ENV}", field="base_model")
+            raise InputError("trainer settings", f"no base model: set `base_model` or ${BASE_MODEL_ENV}", field="base_model")
         return chosen
 
     def models_root(self) -> Path:
         return Path(self.models_dir).expanduser().resolve() if self.models_dir else data_home() / "models"
 
     def lora_hyperparameters(self) -> LoraHyperParameters:
-        return LoraHyperParameters(
-            seed=self.seed, epochs=self.epochs, max_steps=self.max_steps, learning_rate=self.learning_rate,
-            batch_size=self.batch_size, gradient_accumulation_steps=self.gradient_accumulation_steps,
-            max_length=self.max_length, lora_r=self.lora_r, lora_alpha=self.lora_alpha,
-            lora_dropout=self.lora_dropout, save_steps=self.save_steps,
-        )
+        return LoraHyperParameters.model_validate({name: getattr(self, name) for name in _LORA})
 
     def openai_settings(self, suffix: str) -> OpenAIFineTuningSettings:
         return OpenAIFineTuningSettings(
@@ -95,10 +99,8 @@ class TrainerResource(dg.ConfigurableResource):
             resubmit_failed=self.resubmit_failed,
         )
 
-    def openai_client(self):
-        import openai
-
-        return openai.OpenAI(api_key=self.api_key or None, base_url=self.base_url or None)
+    def openai_client(self) -> openai.OpenAI:
+        return openai_client(self.api_key, self.base_url)
 
     def fit(
         self,
