@@ -118,9 +118,11 @@ def step2_reply(seed: str, templates: list[tuple[str, int]], fillings: int, atte
 
 
 def judge_reply(seed: str, variant: str) -> str:
-    if _hash(variant) % 11 == 0:
+    if _hash(seed + "\x1f" + variant) % 11 == 0:
         return "I'd say five"
-    overlap = len(set(seed.lower().split()) & set(variant.lower().split())) / max(len(set(seed.lower().split())), 1)
+    # symmetric (the filter asks both ways): the share of the shorter sentence's words found in the other
+    a, b = set(seed.lower().split()), set(variant.lower().split())
+    overlap = len(a & b) / max(min(len(a), len(b)), 1)
     return json.dumps({"score": 5 if overlap > 0.8 else 4 if overlap > 0.5 else 3})
 
 

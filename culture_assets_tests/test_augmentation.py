@@ -78,7 +78,11 @@ def fake_llm(server: FakeOpenAI, **overrides) -> LLMResource:
 
 
 def quality_config(tiny_model_dir: Path) -> dict:
-    return {"ops": {"augmentation_quality": {"config": {"perplexity_model": str(tiny_model_dir), "judge_sample": 12}}}}
+    # the meaning check is the fake judge's: an NLI stand-in knows only its own fixture (test_meaning_check)
+    return {"ops": {
+        "augmented_questions": {"config": {"nli_model": ""}},
+        "augmentation_quality": {"config": {"perplexity_model": str(tiny_model_dir), "judge_sample": 12}},
+    }}
 
 
 def read(home: Path, key: str) -> pl.DataFrame:
@@ -113,7 +117,9 @@ def test_whole_augmentation_with_faults_then_a_free_rerun(augmentation_server: F
     assert {0, 1} <= attempts(server, "Seed survey question", texts["Q27"])  # malformed, asked again
     assert {0, 1} <= attempts(server, "Seed survey question", texts["Q132"])
     assert attempts(server, "Templates:", texts["Q30"]) == {0, 1}
-    assert sum('{"score"' in r.body["messages"][-1]["content"] for r in server.requests) == 12
+    judged = [r.body["messages"][-1]["content"] for r in server.requests if '{"score"' in r.body["messages"][-1]["content"]]
+    # the filter's two-way meaning check asked each pair once; the quality sample's 12 came from the cache
+    assert len(judged) > 12 and len(set(judged)) == len(judged)
     assert len(set(sent_bodies(server))) == sent - 3  # only the three faulted requests were sent twice
 
     augmented = read(data_home, "augmented_questions")
@@ -140,6 +146,7 @@ def test_whole_augmentation_with_faults_then_a_free_rerun(augmentation_server: F
     assert any(r.startswith("duplicate of") for r in reasons)
     assert any(r.startswith("unusable filling") for r in reasons)
     assert any(r == "template has no [x] slot" for r in reasons)
+    assert any(r.startswith("not equivalent by LLM judge (fake-model)") for r in reasons)
     malformed = lineage.filter(pl.col("reason").str.starts_with("malformed response"))
     assert malformed["text"].str.starts_with("Sure! Here are").any()
     by_id = {row["sample_id"]: row for row in lineage.iter_rows(named=True)}

@@ -4,6 +4,7 @@ filter producing `augmented_questions`, and the quality analyses. Done once for 
 import base64
 import io
 from collections import Counter
+from typing import Literal
 
 import dagster as dg
 import polars as pl
@@ -11,6 +12,7 @@ from pydantic import Field
 
 from culture_assets.augment.candidates import candidates_frame, candidates_from_frame, seeds_from_frame
 from culture_assets.augment.checks import exact_duplicates, option_scale_problems, questions_below_minimum, rows_below_threshold
+from culture_assets.augment.equivalence import DEFAULT_NLI_MODEL, JudgeEquivalence, MeaningCheck, NliEquivalence, all_of
 from culture_assets.augment.generation import Step1Settings, Step2Settings, StepResult, paraphrase_step, synonym_step
 from culture_assets.augment.lineage import write_lineage
 from culture_assets.augment.quality import diversity_gain, judge_equivalence, perplexity, sample_pairs
@@ -50,6 +52,11 @@ class SemanticFilterConfig(dg.Config):
     mmr_lambda: float = Field(default=0.6, ge=0, le=1, description="1: most similar first; lower: more diverse.")
     near_duplicate: float = Field(default=0.98, gt=0, le=1, description="Cosine above which a variant repeats a kept one.")
     min_variants_per_question: int = Field(default=3, ge=0, description="The coverage check's minimum.")
+    cross_question_guard: bool = Field(default=True, description="Reject a variant nearer to another seed question than to its own.")
+    nli_model: str = Field(default=DEFAULT_NLI_MODEL, description="NLI cross-encoder (hub name or directory) for the two-way entailment check; empty: off.")
+    nli_entailment_min: float = Field(default=0.5, ge=0, le=1, description="P(entailment) needed in each direction.")
+    llm_judge: Literal["auto", "on", "off"] = Field(default="auto", description="Two-way LLM judge (paper's rubric); auto: on when the llm resource has an API key or a local model.")
+    judge_pass_score: int = Field(default=4, ge=1, le=5, description="Rubric score needed in each direction (paper: 4).")
 
 
 class AugmentationQualityConfig(dg.Config):
@@ -144,11 +151,38 @@ def synonym_variants(
     return frame
 
 
+def meaning_check(context: dg.AssetExecutionContext, config: SemanticFilterConfig, llm: LLMResource, warehouse: WarehouseResource, device: str) -> tuple[MeaningCheck | None, list[str]]:
+    """The configured equivalence checks (NLI first: it is free; then the judge) and their names."""
+    checks: list[MeaningCheck] = []
+    names: list[str] = []
+    if config.nli_model:
+        checks.append(NliEquivalence(config.nli_model, config.nli_entailment_min, device))
+        names.append(f"nli:{config.nli_model}")
+    judge_available = llm.uses_api or bool(llm.local_model)
+    if config.llm_judge == "on" or (config.llm_judge == "auto" and judge_available):
+        checks.append(JudgeEquivalence(llm.runner(warehouse.get(), log=context.log.info), config.judge_pass_score))
+        names.append(f"judge:{llm.model_name}")
+    return (all_of(checks) if checks else None), names
+
+
+def _run_meaning_check(step, nli_model: str):
+    """The filter with its meaning check; an NLI model that does not load fails naming the setting."""
+    try:
+        return _run_llm_step(step)
+    except OSError as error:
+        raise dg.Failure(
+            description=(
+                f"NLI model {nli_model!r} could not be loaded ({error}). Set augmented_questions' `nli_model` to a "
+                "cross-encoder hub name or directory, or to '' to leave the check to the LLM judge."
+            )
+        ) from None
+
+
 @dg.asset(
     group_name=GROUP,
     kinds={"python", "duckdb", "parquet"},
     pool=WRITER_POOL,
-    description="The accepted question variants (seeds included) after the cosine threshold, de-duplication and diverse (MMR) selection.",
+    description="The accepted question variants (seeds included) after the cosine threshold, the cross-question guard, the two-way meaning check, de-duplication and diverse (MMR) selection.",
     check_specs=[
         dg.AssetCheckSpec("every_question_covered", asset="augmented_questions", blocking=True, description="Every seed question has at least the configured number of accepted variants."),
         dg.AssetCheckSpec("similarity_above_threshold", asset="augmented_questions", blocking=True, description="No accepted variant has a cosine to its seed below the threshold."),
@@ -164,12 +198,16 @@ def augmented_questions(
     question_templates: pl.DataFrame,
     synonym_variants: pl.DataFrame,
     embedder: EmbedderResource,
+    llm: LLMResource,
     warehouse: WarehouseResource,
 ):
     seeds = seeds_from_frame(wvs_questions)
     candidates = candidates_from_frame(pl.concat([paraphrases, question_templates, synonym_variants]))
-    settings = FilterSettings(config.similarity_threshold, config.max_per_question, config.mmr_lambda, config.near_duplicate)
-    decided = semantic_filter(seeds, candidates, embedder.get(), settings)
+    settings = FilterSettings(config.similarity_threshold, config.max_per_question, config.mmr_lambda, config.near_duplicate, config.cross_question_guard)
+    check, check_names = meaning_check(context, config, llm, warehouse, embedder.device)
+    if not check_names:
+        context.log.warning("no meaning check configured (nli_model empty, llm_judge off): inverted variants can pass the cosine threshold")
+    decided = _run_meaning_check(lambda: semantic_filter(seeds, candidates, embedder.get(), settings, check), config.nli_model)
     lineage_rows = write_lineage(warehouse.get(), decided, context.run.run_id)
     everything = candidates_frame(decided)
     augmented = everything.filter(pl.col("accepted") & pl.col("step").is_in(["seed", "paraphrase", "synonym"])).select(AUGMENTED_COLUMNS)
@@ -189,6 +227,8 @@ def augmented_questions(
             "lineage_rows": lineage_rows,
             "rejected_by_reason": dg.MetadataValue.json(dict(reasons)),
             "threshold": config.similarity_threshold,
+            "meaning_checks": ", ".join(check_names) or "none",
+            "cross_question_guard": config.cross_question_guard,
             "sample": dg.MetadataValue.md(markdown_table(augmented.select("question_id", "step", "similarity", "text").head(20))),
         },
     )

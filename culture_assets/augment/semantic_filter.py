@@ -6,6 +6,11 @@ then pick up to `max_per_question` by maximal marginal relevance (MMR): each pic
 lambda * cos(candidate, seed) - (1 - lambda) * max cos(candidate, already kept, seed included).
 Taking the most similar ones instead (the reference code) keeps near-copies of the seed.
 Every question is handled on its own, so every seed is covered (stratified by question).
+
+Before the selection, two vetoes act on the candidates above the threshold. The cross-question
+guard rejects a variant nearer to another seed question than to its own (some WVS items are above
+0.8 to each other, e.g. Q224-Q229): its answer would be ambiguous. The meaning check
+(`equivalence`: NLI and/or LLM judge, both directions) rejects inversions that cosine cannot see.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import numpy as np
 
 from culture_assets.augment.candidates import Candidate, SeedQuestion, seed_candidate
 from culture_assets.augment.embedder import Embedder
+from culture_assets.augment.equivalence import MeaningCheck
 
 DEFAULT_THRESHOLD = 0.8
 _END_PUNCTUATION = re.compile(r"[\s?.!…]+$")
@@ -44,6 +50,7 @@ class FilterSettings:
     max_per_question: int = 10
     mmr_lambda: float = 0.6
     near_duplicate: float = 0.98
+    cross_question_guard: bool = True
 
 
 # cos(candidate j, candidate i) for each i of a list: how the selection asks for similarities,
@@ -105,32 +112,69 @@ def filter_inputs(candidates: Sequence[Candidate], question_ids: set[str]) -> li
     return [c for c in candidates if c.step in ("paraphrase", "synonym") and c.accepted and c.question_id in question_ids]
 
 
-def semantic_filter(seeds: Sequence[SeedQuestion], candidates: Sequence[Candidate], embedder: Embedder, settings: FilterSettings) -> list[Candidate]:
+def nearer_other_seed(own: np.ndarray, to_seeds: np.ndarray, own_column: np.ndarray, seed_ids: Sequence[str]) -> list[str | None]:
+    """Per candidate: the guard's reason when some other seed is nearer than its own, else None.
+    `to_seeds`: candidates x seeds cosines; `own_column`: each candidate's own seed's column."""
+    others = to_seeds.copy()
+    others[np.arange(len(own)), own_column] = -np.inf
+    nearest = others.argmax(axis=1) if others.shape[1] > 1 else np.zeros(len(own), dtype=int)
+    reasons: list[str | None] = []
+    for i, k in enumerate(nearest):
+        other = float(others[i, k]) if others.shape[1] > 1 else -np.inf
+        reasons.append(None if other <= own[i] else f"nearer to another seed question ({seed_ids[k]}, cosine {other:.3f}) than to its own ({own[i]:.3f})")
+    return reasons
+
+
+def semantic_filter(
+    seeds: Sequence[SeedQuestion],
+    candidates: Sequence[Candidate],
+    embedder: Embedder,
+    settings: FilterSettings,
+    meaning_check: MeaningCheck | None = None,
+) -> list[Candidate]:
     """Final decision for every candidate (seed rows first, always kept): accepted = in the augmented set.
 
-    Sentences rejected by their own step keep that reason; the rest go through the threshold,
-    de-duplication and MMR selection per seed question. Each unique sentence is encoded once.
+    Sentences rejected by their own step keep that reason; the rest go through the threshold, the
+    cross-question guard, the meaning check (only on what is left above the threshold, so a judge
+    is paid for nothing else), de-duplication and MMR selection per seed question. Each unique
+    sentence is encoded once.
     """
     seed_rows = [seed_candidate(s) for s in seeds]
     known = {s.question_id for s in seeds}
     sentences = filter_inputs(candidates, known)
     texts = [s.text for s in seeds] + [c.text for c in sentences]
     vectors = embedder.encode(texts)
-    seed_vectors = dict(zip((s.question_id for s in seeds), vectors[: len(seeds)]))
+    column = {s.question_id: k for k, s in enumerate(seeds)}
+    seed_text = {s.question_id: s.text for s in seeds}
+    own_column = np.array([column[c.question_id] for c in sentences], dtype=int)
+    to_seeds = vectors[len(seeds):] @ vectors[: len(seeds)].T
+    own = to_seeds[np.arange(len(sentences)), own_column] if sentences else np.zeros(0)
+    above = [i for i in range(len(sentences)) if own[i] >= settings.threshold]
+
+    vetoed: dict[int, str] = {}
+    if settings.cross_question_guard and above:
+        guard = nearer_other_seed(own[above], to_seeds[above], own_column[above], [s.question_id for s in seeds])
+        vetoed |= {i: reason for i, reason in zip(above, guard) if reason}
+    if meaning_check is not None:
+        # a copy of the seed needs no check: de-duplication rejects it
+        open_rows = [i for i in above if i not in vetoed and normalized_text(sentences[i].text) != normalized_text(seed_text[sentences[i].question_id])]
+        reasons = meaning_check([(seed_text[sentences[i].question_id], sentences[i].text) for i in open_rows])
+        vetoed |= {i: reason for i, reason in zip(open_rows, reasons) if reason}
+
     candidate_vectors = vectors[len(seeds):]
     decided: dict[str, Candidate] = {}
+    for i, reason in vetoed.items():
+        decided[sentences[i].sample_id] = replace(sentences[i], similarity=float(own[i]), accepted=False, reason=reason)
     for seed in seeds:
-        rows = [i for i, c in enumerate(sentences) if c.question_id == seed.question_id]
+        rows = [i for i, c in enumerate(sentences) if c.question_id == seed.question_id and i not in vetoed]
         if not rows:
             continue
-        own = candidate_vectors[rows]
-        similarities = own @ seed_vectors[seed.question_id]
         decisions = select_diverse(
-            seed.text, [sentences[i].text for i in rows], similarities, embedding_similarity(own), settings,
+            seed.text, [sentences[i].text for i in rows], own[rows], embedding_similarity(candidate_vectors[rows]), settings,
             ids=[sentences[i].sample_id for i in rows],
         )
         for i, decision in zip(rows, decisions):
-            row = replace(sentences[i], similarity=float(similarities[decision.index]), accepted=decision.accepted, reason=decision.reason)
+            row = replace(sentences[i], similarity=float(own[i]), accepted=decision.accepted, reason=decision.reason)
             decided[row.sample_id] = row
     final = list(seed_rows)
     for c in candidates:
