@@ -114,8 +114,8 @@ def test_whole_augmentation_with_faults_then_a_free_rerun(augmentation_server: F
     assert result.success
     sent = server.count(CHAT)
     texts = {q.id: q.text for q in load_questions()}
-    assert {0, 1} <= attempts(server, "Seed survey question", texts["Q27"])  # malformed, asked again
-    assert {0, 1} <= attempts(server, "Seed survey question", texts["Q132"])
+    assert {0, 1} <= attempts(server, "different sentences that say exactly", texts["Q27"])  # malformed, asked again
+    assert {0, 1} <= attempts(server, "different sentences that say exactly", texts["Q132"])
     assert attempts(server, "Templates:", texts["Q30"]) == {0, 1}
     judged = [r.body["messages"][-1]["content"] for r in server.requests if '{"score"' in r.body["messages"][-1]["content"]]
     # the filter's two-way meaning check asked each pair once; the quality sample's 12 came from the cache
@@ -145,14 +145,21 @@ def test_whole_augmentation_with_faults_then_a_free_rerun(augmentation_server: F
     assert any(r.startswith("similarity") and "below threshold" in r for r in reasons)
     assert any(r.startswith("duplicate of") for r in reasons)
     assert any(r.startswith("unusable filling") for r in reasons)
-    assert any(r == "template has no [x] slot" for r in reasons)
+    assert any(r == "template has no [x:word] slot" for r in reasons)
+    assert any(r == "a statement turned into a question" for r in reasons)
+    assert any(r.startswith("template does not restore its sentence") for r in reasons)
+    assert any(r.startswith("unusable filling: filling repeats the replaced word") for r in reasons)
     assert any(r.startswith("not equivalent by LLM judge (fake-model)") for r in reasons)
     malformed = lineage.filter(pl.col("reason").str.starts_with("malformed response"))
     assert malformed["text"].str.starts_with("Sure! Here are").any()
     by_id = {row["sample_id"]: row for row in lineage.iter_rows(named=True)}
-    for row in lineage.filter(pl.col("step") == "synonym").iter_rows(named=True):
-        assert by_id[row["parent_id"]]["step"] == "template"
-    for row in lineage.filter(pl.col("step").is_in(["paraphrase", "template"])).iter_rows(named=True):
+    # step 2 works on step-1 sentences: every template and synonym variant descends from the seed or an accepted paraphrase
+    synonyms = lineage.filter(pl.col("step") == "synonym")
+    for row in lineage.filter(pl.col("step").is_in(["synonym", "template"])).iter_rows(named=True):
+        parent = by_id[row["parent_id"]]
+        assert parent["step"] in ("seed", "paraphrase") and parent["similarity"] >= 0.8 and parent["question_id"] == row["question_id"]
+    assert (synonyms.join(lineage.select("sample_id", pl.col("step").alias("parent_step")), left_on="parent_id", right_on="sample_id")["parent_step"] == "paraphrase").any()
+    for row in lineage.filter(pl.col("step") == "paraphrase").iter_rows(named=True):
         assert by_id[row["parent_id"]]["step"] == "seed" and by_id[row["parent_id"]]["question_id"] == row["question_id"]
 
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
@@ -395,3 +402,19 @@ def test_seed_questions_need_ids_and_texts() -> None:
     assert seeds_from_frame(pl.DataFrame({"question_id": ["Q1"], "text": [" Family  matters "]})) == [SeedQuestion("Q1", "Family matters")]
     with pytest.raises(InputError, match="missing column 'text'"):
         seeds_from_frame(pl.DataFrame({"question_id": ["Q1"]}))
+
+
+def test_the_prompts_show_the_scale_and_their_template_example_obeys_the_instruction() -> None:
+    from culture_assets.augment.prompts import TEMPLATE_EXAMPLE, paraphrase_messages, template_messages
+    from culture_assets.augment.responses import filling_problem, slot_words, template_problem
+
+    sentence, template = TEMPLATE_EXAMPLE
+    assert template_problem(template, sentence) is None and 1 <= len(slot_words(template)) <= 3
+    scale = "1. Strongly agree 2. Agree 3. Disagree 4. Strongly disagree"
+    step1 = paraphrase_messages("Work is a duty towards society", 4, scale)[-1]["content"]
+    assert f"Answer scale: {scale}" in step1 and "write statements (not questions)" in step1
+    assert template in template_messages("Work is a duty towards society", ["Work is a duty towards society"], scale)[-1]["content"]
+    assert template_problem("Work is a [x:duty] towards society", "Work is an obligation towards society").startswith("template does not restore")
+    assert filling_problem(["obligation"], ["duty"]) is None
+    assert filling_problem(["Duty"], ["duty"]) == "filling repeats the replaced word 'duty'"
+    assert filling_problem(["not a duty"], ["duty"]).startswith("filling 'not a duty' negates")

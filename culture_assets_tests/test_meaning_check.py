@@ -113,9 +113,9 @@ def fixture_generator(body: dict) -> str:
     """Step 1 answers each fixture seed with its hand-written variants; the judge rates by label."""
     prompt = body["messages"][-1]["content"]
     for question_id, seed in seed_texts().items():
-        if f'Seed survey question: "{seed}"' in prompt:
+        if f'Seed survey item: "{seed}"' in prompt:
             texts = INVERSIONS[question_id] + [t for t, *_ in ONE_WAY.get(question_id, [])] + PARAPHRASES[question_id]
-            return json.dumps({"paraphrases": texts, "templates": []})
+            return json.dumps({"paraphrases": texts})
     return judge_chat_reply(body)
 
 
@@ -125,7 +125,7 @@ def test_the_augmentation_assets_reject_inversions_by_nli_and_judge_and_record_w
     result = dg.materialize(
         [wvs_questions, paraphrases_and_templates, synonym_variants, augmented_questions],
         resources=resources(data_home, questions, fake_llm(fake_openai)),
-        run_config={"ops": {"augmented_questions": {"config": {"min_variants_per_question": 2}}}},
+        run_config={"ops": {"paraphrases_and_templates": {"config": {"n_templates": 0}}, "augmented_questions": {"config": {"min_variants_per_question": 2}}}},
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success

@@ -30,7 +30,7 @@ AUGMENTED_COLUMNS = ["sample_id", "question_id", "text", "step", "parent_id", "s
 
 class ParaphraseConfig(dg.Config):
     n_paraphrases: int = Field(default=8, ge=1, description="Paraphrases asked for per request.")
-    n_templates: int = Field(default=2, ge=0, description="[x] templates asked for per request (and kept per question).")
+    n_templates: int = Field(default=3, ge=0, description="Step-1 sentences (the seed, then the accepted paraphrases) made into [x:word] templates per question.")
     target_accepted: int = Field(default=5, ge=1, description="Ask again until this many paraphrases pass the threshold.")
     max_attempts: int = Field(default=3, ge=1, description="Requests per seed question at most.")
     similarity_threshold: float = Field(default=DEFAULT_THRESHOLD, ge=-1, le=1)
@@ -99,9 +99,9 @@ def _step_metadata(frame: pl.DataFrame, result: StepResult, stats: dict) -> dict
     pool=WRITER_POOL,
     outs={
         "paraphrases": dg.AssetOut(kinds={"openai", "parquet"}, description="Step 1: paraphrases of each seed question with their cosine to the seed."),
-        "question_templates": dg.AssetOut(kinds={"openai", "parquet"}, description="Step 1: seed questions with replaceable words as [x] slots."),
+        "question_templates": dg.AssetOut(kinds={"openai", "parquet"}, description="Step-1 sentences (seed and accepted paraphrases) with replaceable words as [x:word] slots."),
     },
-    description="Step 1 of the augmentation: paraphrases and [x] templates, one structured LLM call per seed question.",
+    description="Step 1 of the augmentation: paraphrases (one structured LLM call per seed question), then [x:word] templates of the step-1 sentences for step 2.",
 )
 def paraphrases_and_templates(
     context: dg.AssetExecutionContext,
