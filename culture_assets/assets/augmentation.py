@@ -4,7 +4,7 @@ filter producing `augmented_questions`, and the quality analyses. Done once for 
 import base64
 import io
 from collections import Counter
-from typing import Literal
+from typing import Literal, Optional
 
 import dagster as dg
 import polars as pl
@@ -21,6 +21,7 @@ from culture_assets.augment.semantic_filter import DEFAULT_THRESHOLD, FilterSett
 from culture_assets.llm import DryRunStop, LLMError, LLMResource
 from culture_assets.markdown import markdown_table
 from culture_assets.resources import WarehouseResource
+from culture_assets.training.ablations import per_question_cap
 from culture_assets.settings import atomic_path, data_home
 from culture_assets.store.warehouse import WRITER_POOL
 
@@ -48,7 +49,7 @@ class SynonymConfig(dg.Config):
 
 class SemanticFilterConfig(dg.Config):
     similarity_threshold: float = Field(default=DEFAULT_THRESHOLD, ge=-1, le=1, description="Cosine to the seed (paper: 0.8).")
-    max_per_question: int = Field(default=10, ge=1, description="Variants kept per seed question (the seed comes on top).")
+    max_per_question: Optional[int] = Field(default=None, ge=1, description="Variants kept per seed question (the seed comes on top); empty: enough for the largest ablation size (1000 / questions).")
     mmr_lambda: float = Field(default=0.6, ge=0, le=1, description="1: most similar first; lower: more diverse.")
     near_duplicate: float = Field(default=0.98, gt=0, le=1, description="Cosine above which a variant repeats a kept one.")
     min_variants_per_question: int = Field(default=3, ge=0, description="The coverage check's minimum.")
@@ -203,7 +204,8 @@ def augmented_questions(
 ):
     seeds = seeds_from_frame(wvs_questions)
     candidates = candidates_from_frame(pl.concat([paraphrases, question_templates, synonym_variants]))
-    settings = FilterSettings(config.similarity_threshold, config.max_per_question, config.mmr_lambda, config.near_duplicate, config.cross_question_guard)
+    cap = config.max_per_question or per_question_cap(len(seeds))
+    settings = FilterSettings(config.similarity_threshold, cap, config.mmr_lambda, config.near_duplicate, config.cross_question_guard)
     check, check_names = meaning_check(context, config, llm, warehouse, embedder.device)
     if not check_names:
         context.log.warning("no meaning check configured (nli_model empty, llm_judge off): inverted variants can pass the cosine threshold")
@@ -227,6 +229,7 @@ def augmented_questions(
             "lineage_rows": lineage_rows,
             "rejected_by_reason": dg.MetadataValue.json(dict(reasons)),
             "threshold": config.similarity_threshold,
+            "max_per_question": cap,
             "meaning_checks": ", ".join(check_names) or "none",
             "cross_question_guard": config.cross_question_guard,
             "sample": dg.MetadataValue.md(markdown_table(augmented.select("question_id", "step", "similarity", "text").head(20))),

@@ -12,6 +12,7 @@ from culture_assets.training.training_set import (
     PromptLanguage,
     Targets,
     TrainingSetSpec,
+    UnfillableSize,
     build_training_set,
     training_set_version,
     training_summary,
@@ -46,7 +47,15 @@ def _materialize(
     seed_survey: pl.DataFrame, survey_source: SurveySourceResource,
 ) -> dg.Output:
     culture = load_registry().get(culture_key)
-    table = build_training_set(augmented, seed_survey, survey_source.questions(), culture, spec)
+    try:
+        table = build_training_set(augmented, seed_survey, survey_source.questions(), culture, spec)
+    except UnfillableSize as unfillable:
+        # this culture's partition fails with what it could reach; the other cultures' sets are not affected
+        raise dg.Failure(
+            description=str(unfillable),
+            metadata={"culture": culture_key, "requested_size": unfillable.requested, "achievable_size": unfillable.available},
+            allow_retries=False,
+        ) from None
     never_asked = seed_survey.filter(pl.col("never_asked"))["question_id"].to_list()
     counts = {split: table.filter(pl.col("split") == split).height for split in ("train", "validation", "heldout")}
     context.log.info(f"{culture.display_name}: {counts}, never asked (excluded): {never_asked}")
@@ -56,6 +65,8 @@ def _materialize(
             "culture": culture.display_name,
             "training_set_version": training_set_version(table)[:12],
             **{f"n_{split}": n for split, n in counts.items()},
+            "generated_samples": table.filter((pl.col("split") != "heldout") & (pl.col("step") != "seed")).height,
+            "requested_size": spec.size if spec.size is not None else "all",
             "never_asked_excluded": dg.MetadataValue.json(never_asked),
             "heldout_question_ids": dg.MetadataValue.json(sorted(table.filter(pl.col("split") == "heldout")["question_id"].unique().to_list())),
             "spec": dg.MetadataValue.json(spec.model_dump(mode="json")),

@@ -10,9 +10,12 @@ figures, and why they are made this way:
   variants is trained on, so the WVS alignment evaluation on them is not leaked.
 - The validation split is drawn from variants only: every answered seed question stays in
   training, which matters for the seed-only ablation (50 samples, no variants to spare).
-- A requested size is filled seeds first, then variants round-robin over questions in a seeded
-  order, so a 150-sample set covers every question about evenly. Asking for more samples than
-  exist is an error: an ablation labelled "1000" must have 1000 samples.
+- A size counts generated samples, as the paper's 50/150/500/1000 do: every answered seed
+  question is trained, and `size` variants come on top, round-robin over questions in a seeded
+  order, so a 150-sample set covers every question about evenly. Asking for more variants than
+  exist raises `UnfillableSize` naming what was achievable: an ablation labelled "1000" must have
+  1000 generated samples. `size_matched_to` sizes a set by what another step set can fill, so
+  ablation arms that differ in steps compare equal numbers of samples.
 - Soft targets (`targets="distribution"`) draw each sample's answer from the culture's answer
   distribution (seeded per sample), so the expected training signal is the distribution itself.
 """
@@ -62,7 +65,8 @@ class TrainingSetSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    size: int | None = Field(default=None, ge=1)
+    size: int | None = Field(default=None, ge=0, description="generated samples on top of all answered seeds; None: every variant")
+    size_matched_to: tuple[str, ...] | None = Field(default=None, description="size = the variants available with these steps")
     steps: tuple[str, ...] = STEPS
     heldout_count: int = Field(default=5, ge=0)
     validation_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
@@ -77,6 +81,19 @@ class TrainingSetSpec(BaseModel):
         if unknown or "seed" not in steps:
             raise ValueError(f"steps must include 'seed' and be among {STEPS}, got {list(steps)}")
         return tuple(s for s in STEPS if s in steps)
+
+
+class UnfillableSize(InputError):
+    """A requested size needs more generated samples than the augmentation produced for a culture."""
+
+    def __init__(self, culture: str, requested: int, available: int, seeds: int, steps: Sequence[str], heldout: int):
+        self.requested, self.available = requested, available
+        super().__init__(
+            "training_set",
+            f"{culture}: asked for {requested} samples (generated, on top of the {seeds} answered seeds) but only {available} "
+            f"exist with steps {list(steps)} ({heldout} questions held out); generate more variants or lower the size",
+            field="size",
+        )
 
 
 def stable_unit(*parts: object) -> float:
@@ -157,15 +174,15 @@ def build_training_set(
         pl.when(pl.col("step") == "seed").then(0.0).otherwise(pl.col("_key") + 1.0).alias("_within")
     ).with_columns(pl.col("_within").rank("ordinal").over("question_id").alias("_rank"))
     trainable = trainable.sort("_rank", "_key")
-    if spec.size is not None:
-        if spec.size > trainable.height:
-            raise InputError(
-                "training_set",
-                f"{culture.key}: asked for {spec.size} samples but only {trainable.height} exist with steps "
-                f"{list(spec.steps)} ({len(heldout)} questions held out); generate more variants or lower the size",
-                field="size",
-            )
-        trainable = trainable.head(spec.size)
+    seeds = trainable.filter(pl.col("step") == "seed")
+    variants = trainable.filter(pl.col("step") != "seed")
+    size = spec.size
+    if spec.size_matched_to is not None:
+        size = available_variants(augmented, answers, heldout, spec.size_matched_to)
+    if size is not None:
+        if size > variants.height:
+            raise UnfillableSize(culture.key, size, variants.height, seeds.height, spec.steps, len(heldout))
+        trainable = pl.concat([seeds, variants.head(size)], how="vertical")
     is_validation = (pl.col("step") != "seed") & (
         pl.col("sample_id").map_elements(lambda s: stable_unit("validation", spec.seed, s), return_dtype=pl.Float64)
         < spec.validation_fraction
@@ -191,6 +208,12 @@ def build_training_set(
             }
         )
     return pl.DataFrame(rows, schema=TRAINING_SET_SCHEMA)
+
+
+def available_variants(augmented: pl.DataFrame, answers: pl.DataFrame, heldout: set[str], steps: Sequence[str]) -> int:
+    """Generated samples a culture could train on with these steps (answered, not held out)."""
+    usable = augmented.filter(pl.col("step").is_in([s for s in steps if s != "seed"]) & ~pl.col("question_id").is_in(list(heldout)))
+    return usable.join(answers.select("question_id"), on="question_id", how="semi").height
 
 
 def training_set_version(table: pl.DataFrame) -> str:

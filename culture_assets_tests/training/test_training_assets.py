@@ -11,6 +11,7 @@ import polars as pl
 from culture_assets.assets import survey
 from culture_assets.assets.models import ablation_model, culture_model, culturellm_one, openai_fine_tuning_sensor
 from culture_assets.assets.training_sets import ablation_training_set, training_set
+from culture_assets.training.ablations import fixed_optimizer_steps
 from culture_assets.cultures import load_registry
 from culture_assets.io_manager import ArtifactIOManager
 from culture_assets.resources import SurveySourceResource, WarehouseResource
@@ -113,6 +114,19 @@ def test_ablation_models_are_materialized_per_culture_and_variant(tiny_model_dir
                  raise_on_error=False)
     assert not failed.success
     assert "asked for 1000 samples" in str(failed.get_step_failure_events()[0].event_specific_data.error)
+    reported = failed.get_step_failure_events()[0].step_failure_data.user_failure_data.metadata
+    assert reported["requested_size"].value == 1000 and 0 < reported["achievable_size"].value < 1000
+
+    # size arms train the same optimiser steps whatever their size; the _epochs arm trains epochs instead
+    by_epochs = TrainerResource(**{**trainer.model_dump(), "max_steps": -1, "epochs": 0.05})
+    steps = {}
+    for variant in ("size_50", "size_50_epochs"):
+        key = dg.MultiPartitionKey({"culture": "korean", "variant": variant})
+        record = run([ablation_training_set, ablation_model], data_home, by_epochs, instance, key).output_for_node("ablation_model")
+        steps[variant] = json.loads((Path(record["adapter_path"]) / MANIFEST).read_text())["global_step"]
+    table = pl.read_parquet(next((data_home / "assets" / "ablation_training_set").glob("korean*size_50.parquet")))
+    seeds = table.filter((pl.col("split") == "train") & (pl.col("step") == "seed")).height
+    assert steps["size_50"] == fixed_optimizer_steps(seeds, 8, 0.05) > steps["size_50_epochs"]
 
 
 def test_openai_trainer_through_dagster_waits_for_the_job_without_paying_twice(data_home, fake_openai):
