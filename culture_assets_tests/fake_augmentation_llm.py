@@ -134,6 +134,13 @@ def judge_reply(seed: str, variant: str) -> str:
     return json.dumps({"score": 5 if overlap > 0.8 else 4 if overlap > 0.5 else 3})
 
 
+def translation_reply(language: str, text: str) -> str:
+    """A marked "translation" (the language in brackets before the text); into English, the mark comes off."""
+    if language == "English":
+        return re.sub(r"^\[\w+\] ", "", text)
+    return f"[{language}] {text}"
+
+
 def augmentation_chat_reply(body: dict[str, Any]) -> str:
     """The fake server's chat_reply for the augmentation prompts (step 1, step 2, judge)."""
     prompt = body["messages"][-1]["content"]
@@ -147,6 +154,9 @@ def augmentation_chat_reply(body: dict[str, Any]) -> str:
         return template_reply(seed.group(1), [m.group(2) for m in _SENTENCE_LINE.finditer(listed)])
     if seed:
         return step1_reply(seed.group(1), _count(r"Write (\d+) different sentences", prompt, 5), attempt)
+    translate = re.search(r'Translate this survey item into (\w+)\..*?Item: "(.*?)"', prompt, re.DOTALL)
+    if translate:
+        return json.dumps({"translation": translation_reply(translate.group(1), translate.group(2))})
     pair = re.search(r'A: "(.*?)"\nB: "(.*?)"', prompt, re.DOTALL)
     if pair:
         return judge_reply(pair.group(1), pair.group(2))

@@ -68,7 +68,7 @@ class AugmentationQualityConfig(dg.Config):
     sample_seed: int = 0
 
 
-def _run_llm_step(step):
+def run_llm_step(step):
     """Runs one LLM step, turning a dry run or an LLM failure into a clear Dagster failure."""
     try:
         return step()
@@ -115,7 +115,7 @@ def paraphrases_and_templates(
     seeds = seeds_from_frame(wvs_questions)
     runner = llm.runner(warehouse.get(), log=context.log.info)
     settings = Step1Settings(config.n_paraphrases, config.n_templates, config.target_accepted, config.max_attempts, config.similarity_threshold, config.temperature, config.max_tokens)
-    paraphrase_result, template_result = _run_llm_step(lambda: paraphrase_step(seeds, runner, embedder.get(), settings))
+    paraphrase_result, template_result = run_llm_step(lambda: paraphrase_step(seeds, runner, embedder.get(), settings))
     paraphrases = candidates_frame(paraphrase_result.candidates)
     templates = candidates_frame(template_result.candidates)
     stats = runner.stats.as_metadata()
@@ -144,7 +144,7 @@ def synonym_variants(
     seeds = seeds_from_frame(wvs_questions)
     runner = llm.runner(warehouse.get(), log=context.log.info)
     settings = Step2Settings(config.fillings_per_template, config.max_attempts, config.similarity_threshold, config.temperature, config.max_tokens)
-    result = _run_llm_step(lambda: synonym_step(seeds, candidates_from_frame(question_templates), runner, embedder.get(), settings))
+    result = run_llm_step(lambda: synonym_step(seeds, candidates_from_frame(question_templates), runner, embedder.get(), settings))
     frame = candidates_frame(result.candidates)
     if result.budget_exhausted:
         context.log.warning("the LLM budget ran out during step 2; re-run with a larger budget to resume")
@@ -169,7 +169,7 @@ def meaning_check(context: dg.AssetExecutionContext, config: SemanticFilterConfi
 def _run_meaning_check(step, nli_model: str):
     """The filter with its meaning check; an NLI model that does not load fails naming the setting."""
     try:
-        return _run_llm_step(step)
+        return run_llm_step(step)
     except OSError as error:
         raise dg.Failure(
             description=(
@@ -339,7 +339,7 @@ def augmentation_quality(
     if config.judge_sample:
         pairs = [(seed_text[q], t) for q, t in variants.select("question_id", "text").iter_rows() if q in seed_text]
         runner = llm.runner(warehouse.get(), log=context.log.info)
-        summary = _run_llm_step(lambda: judge_equivalence(sample_pairs(pairs, config.judge_sample, config.sample_seed), runner, config.judge_pass_score))
+        summary = run_llm_step(lambda: judge_equivalence(sample_pairs(pairs, config.judge_sample, config.sample_seed), runner, config.judge_pass_score))
         judge_scores = summary.scores
         figures |= {
             "judge_model": llm.model_name,

@@ -7,7 +7,8 @@
 - Steps: seed only / + step 1 (paraphrase) / + steps 1 and 2 (synonym). The two augmented arms
   are size-matched: both take as many generated samples as the paraphrase-only arm can fill, so
   they differ in where the samples come from, not how many there are (the reference: 500 vs 500).
-- English vs native-language prompt at full size.
+- English vs native-language questions at full size (translated by the generator, the system
+  prompt the same in both arms).
 Every other setting comes from the base spec, so a variant differs from the main model in one thing only.
 """
 
@@ -28,7 +29,8 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "plus_paraphrase": {"size": None, "steps": PARAPHRASE_STEPS, "size_matched_to": PARAPHRASE_STEPS},
     "plus_synonym": {"size": None, "steps": STEPS, "size_matched_to": PARAPHRASE_STEPS},
     "prompt_english": {"size": None, "prompt_language": "english"},
-    "prompt_native": {"size": None, "prompt_language": "native"},
+    # the paper's native arm: questions in the culture's language, the same (English) system prompt
+    "prompt_native": {"size": None, "prompt_language": "english", "question_language": "native"},
 }
 
 

@@ -26,7 +26,7 @@ import hashlib
 import json
 import random
 from enum import Enum
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -72,6 +72,7 @@ class TrainingSetSpec(BaseModel):
     validation_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
     targets: Targets = Targets.MODE
     prompt_language: PromptLanguage = PromptLanguage.ENGLISH
+    question_language: PromptLanguage = Field(default=PromptLanguage.ENGLISH, description="native: questions translated into the culture's language")
     seed: int = 0
 
     @field_validator("steps")
@@ -154,8 +155,13 @@ def build_training_set(
     questions: Sequence[WVSQuestion],
     culture: Culture,
     spec: TrainingSetSpec,
+    translations: Mapping[str, str] | None = None,
 ) -> pl.DataFrame:
-    """Rows of the training_set contract for one culture (see the module docstring for the choices)."""
+    """Rows of the training_set contract for one culture (see the module docstring for the choices).
+
+    With `question_language` native, each question text is replaced by its entry in `translations`
+    (English text -> the culture's language); a text without one is left out, so the caller reports it.
+    """
     by_id = {q.id: q for q in questions}
     check_augmented(augmented, by_id)
     answers = seed_survey.filter(~pl.col("never_asked")).select("question_id", "modal_answer", "codes", "distribution")
@@ -191,10 +197,16 @@ def build_training_set(
     heldout_rows = heldout_rows.with_columns(pl.lit("heldout").alias("split"))
 
     system = system_prompt(culture, spec.prompt_language)
+    native = spec.question_language is PromptLanguage.NATIVE
+    if native and translations is None:
+        raise InputError("training_set", f"{culture.key}: native-language questions need translations", field="question_language")
     rows = []
     for row in pl.concat([trainable.drop("_within", "_rank"), heldout_rows], how="vertical").iter_rows(named=True):
+        text = translations.get(row["text"]) if native else row["text"]
+        if text is None:
+            continue
         answer, target = _answer(row, spec)
-        messages = chat_messages(system, row["text"], by_id[row["question_id"]], answer)
+        messages = chat_messages(system, text, by_id[row["question_id"]], answer)
         rows.append(
             {
                 "sample_id": row["sample_id"],
