@@ -69,6 +69,7 @@ class TrainingSetSpec(BaseModel):
     size_matched_to: tuple[str, ...] | None = Field(default=None, description="size = the variants available with these steps")
     steps: tuple[str, ...] = STEPS
     heldout_count: int = Field(default=5, ge=0)
+    heldout_topic: str | None = Field(default=None, description="hold out every question of this topic (one fold of K-fold over topics) instead of heldout_count single items")
     validation_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
     targets: Targets = Targets.MODE
     prompt_language: PromptLanguage = PromptLanguage.ENGLISH
@@ -106,6 +107,23 @@ def stable_unit(*parts: object) -> float:
 def heldout_questions(question_ids: Sequence[str], count: int, seed: int) -> list[str]:
     """The `count` seed questions kept aside for the WVS alignment evaluation (same for every culture)."""
     return sorted(sorted(question_ids, key=lambda q: stable_unit("heldout", seed, q))[:count])
+
+
+def heldout_ids(questions: Sequence[WVSQuestion], spec: TrainingSetSpec) -> set[str]:
+    """The questions no sample is trained on: a whole topic when `heldout_topic` is set (a single
+    held-out item of a battery would be answered by its trained neighbours), else `heldout_count`
+    items chosen by a seeded hash."""
+    if spec.heldout_topic is not None:
+        chosen = {q.id for q in questions if q.topic == spec.heldout_topic}
+        if not chosen:
+            raise InputError("training_set", f"no question has topic {spec.heldout_topic!r}; topics: {topics(questions)}", field="heldout_topic")
+        return chosen
+    return set(heldout_questions([q.id for q in questions], spec.heldout_count, spec.seed))
+
+
+def topics(questions: Sequence[WVSQuestion]) -> list[str]:
+    """The topics in question order: the folds of the held-out-topic models."""
+    return list(dict.fromkeys(q.topic for q in questions))
 
 
 def system_prompt(culture: Culture, language: PromptLanguage) -> str:
@@ -165,7 +183,7 @@ def build_training_set(
     by_id = {q.id: q for q in questions}
     check_augmented(augmented, by_id)
     answers = seed_survey.filter(~pl.col("never_asked")).select("question_id", "modal_answer", "codes", "distribution")
-    heldout = set(heldout_questions(list(by_id), spec.heldout_count, spec.seed))
+    heldout = heldout_ids(questions, spec)
     pool = (
         augmented.filter(pl.col("step").is_in(list(spec.steps)))
         .join(answers, on="question_id", how="inner")

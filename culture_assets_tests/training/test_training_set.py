@@ -173,3 +173,24 @@ def test_native_prompt_option_uses_registry_text():
     spec = TrainingSetSpec(prompt_language=PromptLanguage.NATIVE, heldout_count=0)
     table = build(spec, culture="korean")
     assert json.loads(table["messages_json"][0])[0]["content"] == load_registry().get("korean").system_prompt.native
+
+
+def test_a_held_out_topic_never_appears_in_training_and_alignment_prompts_match_training():
+    from culture_assets.evaluation.alignment import question_task
+    from culture_assets.training.training_set import topics
+
+    folds = topics(QUESTIONS)
+    assert len(folds) == 7
+    for topic in folds:
+        table = build(TrainingSetSpec(heldout_topic=topic, validation_fraction=0.2), culture="german")
+        in_topic = {q.id for q in QUESTIONS if q.topic == topic}
+        trained = table.filter(pl.col("split") != "heldout")
+        assert not in_topic & set(trained["question_id"])
+        assert set(table.filter(pl.col("split") == "heldout")["question_id"]) <= in_topic
+    with pytest.raises(InputError, match="no question has topic 'Sports'"):
+        build(TrainingSetSpec(heldout_topic="Sports"), culture="german")
+    # the alignment prompt of a seed question is the training prompt of its seed row
+    seed_row = build(TrainingSetSpec(heldout_count=0, validation_fraction=0.0), culture="german").filter(pl.col("step") == "seed").row(0, named=True)
+    question = next(q for q in QUESTIONS if q.id == seed_row["question_id"])
+    trained_messages = json.loads(seed_row["messages_json"])
+    assert question_task(question, trained_messages[0]["content"]).prompts[0] == trained_messages[:2]
