@@ -11,7 +11,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Literal, Optional, Sequence
 
 import dagster as dg
 from pydantic import Field
@@ -67,7 +67,7 @@ class TrainerResource(dg.ConfigurableResource):
     save_steps: int = 50
     api_key: str = ""
     base_url: str = ""
-    price_per_million_tokens: float = 3.0
+    price_per_million_tokens: Optional[float] = Field(default=None, description="USD per 1M training tokens; empty: the base model's list price")
     max_cost_usd: float = 20.0
     resubmit_failed: bool = False
 
