@@ -38,6 +38,8 @@ def test_seed_survey_metadata_and_check(data_home):
     assert materialization.metadata["questions_answered"].value == 32
     assert len(materialization.metadata["never_asked"].data) == 18
     assert "| question_id |" in materialization.metadata["answers"].value
+    assert "mode_flip_probability" in materialization.metadata["answers"].value and "mode_margin" in materialization.metadata["answers"].value
+    assert 0 <= materialization.metadata["mode_flip_probability_max"].value <= 1
     (check,) = result.get_asset_check_evaluations()
     assert check.passed and check.check_name == "every_question_answered_or_flagged"
     stored = Warehouse(data_home / "warehouse.duckdb").query(

@@ -10,7 +10,7 @@ from culture_assets.markdown import markdown_table
 from culture_assets.resources import SurveySourceResource, WarehouseResource
 from culture_assets.store.warehouse import WRITER_POOL
 from culture_assets.survey.answers import answers_fingerprint, read_answer_counts
-from culture_assets.survey.distribution import Pooling, seed_survey_table, unflagged_unanswered
+from culture_assets.survey.distribution import Pooling, mode_stability_table, seed_survey_table, unflagged_unanswered
 
 GROUP = "survey"
 # Metadata key of seed_survey's per-culture answers version; the WVS-wave sensor compares against it.
@@ -97,10 +97,12 @@ def seed_survey(
         f"{culture.display_name}: {table.height - len(never_asked)} questions answered, "
         f"{len(never_asked)} never asked {never_asked}, mode differs from the reference label on {differs.height}"
     )
+    stability = mode_stability_table(table)
     summary = table.select(
         "question_id", "topic", "modal_answer", "mode_tied", "n_valid", "n_missing", "never_asked", "reference_label",
         pl.col("distribution").list.eval(pl.element().round(3)).alias("distribution"),
-    )
+    ).join(stability.with_columns(pl.col("mode_margin", "mode_flip_probability").round(3)), on="question_id", how="left")
+    unstable = stability.filter(pl.col("mode_flip_probability") > 0.05)["question_id"].to_list()
     yield dg.Output(
         table,
         metadata={
@@ -113,6 +115,9 @@ def seed_survey(
             "questions_answered": table.height - len(never_asked),
             "never_asked": dg.MetadataValue.json(never_asked),
             "mode_differs_from_reference_label": differs.height,
+            # how often sampling noise alone would change the training target (multinomial resample of the respondents)
+            "modes_flipping_over_5pct": dg.MetadataValue.json(unstable),
+            "mode_flip_probability_max": float(stability["mode_flip_probability"].max() or 0.0) if stability.height else 0.0,
             "answers": dg.MetadataValue.md(markdown_table(summary)),
         },
     )

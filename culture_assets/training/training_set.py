@@ -18,6 +18,8 @@ figures, and why they are made this way:
   ablation arms that differ in steps compare equal numbers of samples.
 - Soft targets (`targets="distribution"`) draw each sample's answer from the culture's answer
   distribution (seeded per sample), so the expected training signal is the distribution itself.
+  `targets="weighted_median"` trains the median code of the ordinal scale instead of the mode,
+  which sampling noise flips less often (seed_survey reports each mode's flip probability).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class PromptLanguage(str, Enum):
 
 class Targets(str, Enum):
     MODE = "mode"
+    WEIGHTED_MEDIAN = "weighted_median"  # ordinal scales: the code where the cumulative distribution reaches 1/2
     DISTRIBUTION = "distribution"
 
 
@@ -160,9 +163,22 @@ def check_augmented(augmented: pl.DataFrame, questions: dict[str, WVSQuestion], 
         raise InputError(source, f"sample ids repeat: {sorted(duplicates)[:5]}", field="sample_id")
 
 
+def weighted_median(codes: Sequence[int], distribution: Sequence[float]) -> int:
+    """The lowest code whose cumulative share reaches one half: a target for an ordinal scale that a
+    few respondents cannot flip the way they flip a near-tied mode."""
+    total, cumulative = float(sum(distribution)), 0.0
+    for code, share in zip(codes, distribution):
+        cumulative += share
+        if cumulative >= total / 2:
+            return int(code)
+    return int(codes[-1])
+
+
 def _answer(row: dict, spec: TrainingSetSpec) -> tuple[str, str]:
     if spec.targets is Targets.MODE:
         return str(row["modal_answer"]), "mode"
+    if spec.targets is Targets.WEIGHTED_MEDIAN:
+        return str(weighted_median(row["codes"], row["distribution"])), "weighted_median"
     rng = random.Random(stable_unit("target", spec.seed, row["sample_id"]))
     return str(rng.choices(row["codes"], weights=row["distribution"])[0]), "sampled"
 
