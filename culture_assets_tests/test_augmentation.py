@@ -162,6 +162,8 @@ def test_whole_augmentation_with_faults_then_a_free_rerun(augmentation_server: F
     for row in lineage.filter(pl.col("step") == "paraphrase").iter_rows(named=True):
         assert by_id[row["parent_id"]]["step"] == "seed" and by_id[row["parent_id"]]["question_id"] == row["question_id"]
 
+    filtered = result.asset_materializations_for_node("augmented_questions")[0].metadata
+    assert 0 < filtered["mean_pairwise_cosine_within_question"].value < 1
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {"every_question_covered": True, "similarity_above_threshold": True, "no_exact_duplicates": True, "option_scale_unchanged": True}
     quality = result.asset_materializations_for_node("augmentation_quality")[0].metadata

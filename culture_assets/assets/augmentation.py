@@ -12,12 +12,13 @@ from pydantic import Field
 
 from culture_assets.augment.candidates import candidates_frame, candidates_from_frame, seeds_from_frame
 from culture_assets.augment.checks import exact_duplicates, option_scale_problems, questions_below_minimum, rows_below_threshold
+from culture_assets.augment.embedder import Embedder
 from culture_assets.augment.equivalence import DEFAULT_NLI_MODEL, JudgeEquivalence, MeaningCheck, NliEquivalence, all_of
 from culture_assets.augment.generation import Step1Settings, Step2Settings, StepResult, paraphrase_step, synonym_step
 from culture_assets.augment.lineage import write_lineage
 from culture_assets.augment.quality import diversity_gain, judge_equivalence, perplexity, sample_pairs
 from culture_assets.augment.resource import EmbedderResource
-from culture_assets.augment.semantic_filter import DEFAULT_THRESHOLD, FilterSettings, semantic_filter
+from culture_assets.augment.semantic_filter import DEFAULT_THRESHOLD, FilterSettings, mean_pairwise_cosine, semantic_filter
 from culture_assets.llm import DryRunStop, LLMError, LLMResource
 from culture_assets.markdown import markdown_table
 from culture_assets.resources import WarehouseResource
@@ -209,7 +210,8 @@ def augmented_questions(
     check, check_names = meaning_check(context, config, llm, warehouse, embedder.device)
     if not check_names:
         context.log.warning("no meaning check configured (nli_model empty, llm_judge off): inverted variants can pass the cosine threshold")
-    decided = _run_meaning_check(lambda: semantic_filter(seeds, candidates, embedder.get(), settings, check), config.nli_model)
+    encoder = embedder.get()  # one memo for the filter and the diversity figure
+    decided = _run_meaning_check(lambda: semantic_filter(seeds, candidates, encoder, settings, check), config.nli_model)
     lineage_rows = write_lineage(warehouse.get(), decided, context.run.run_id)
     everything = candidates_frame(decided)
     augmented = everything.filter(pl.col("accepted") & pl.col("step").is_in(["seed", "paraphrase", "synonym"])).select(AUGMENTED_COLUMNS)
@@ -226,6 +228,7 @@ def augmented_questions(
             "variants_per_question_min": int(per_question["len"].min() or 0) if per_question.height else 0,
             "variants_per_question_mean": float(per_question["len"].mean() or 0) if per_question.height else 0.0,
             "mean_similarity": float(augmented.filter(pl.col("step") != "seed")["similarity"].mean() or 0.0),
+            "mean_pairwise_cosine_within_question": _selection_diversity(augmented, encoder),
             "lineage_rows": lineage_rows,
             "rejected_by_reason": dg.MetadataValue.json(dict(reasons)),
             "threshold": config.similarity_threshold,
@@ -257,6 +260,14 @@ def augmented_questions(
     )
     problems = option_scale_problems(augmented, wvs_questions)
     yield dg.AssetCheckResult(check_name="option_scale_unchanged", passed=not problems, metadata={"problems": dg.MetadataValue.json(problems[:50])})
+
+
+def _selection_diversity(augmented: pl.DataFrame, encoder: Embedder) -> float:
+    """Mean cosine between kept variants of the same question (the MMR selection's diversity; lower is more diverse)."""
+    variants = augmented.filter(pl.col("step") != "seed")
+    if variants.height < 2:
+        return float("nan")
+    return mean_pairwise_cosine(encoder.encode(variants["text"].to_list()), variants["question_id"].to_list())
 
 
 def _plot(augmented: pl.DataFrame, figures: dict, judge_scores: list[int]) -> bytes:

@@ -2,9 +2,11 @@
 
 For each seed question: drop candidates below the cosine threshold, exact duplicates (after
 normalising case, spaces and end punctuation) and near-duplicates of something already kept,
-then pick up to `max_per_question` by maximal marginal relevance (MMR): each pick maximises
-lambda * cos(candidate, seed) - (1 - lambda) * max cos(candidate, already kept, seed included).
-Taking the most similar ones instead (the reference code) keeps near-copies of the seed.
+then pick up to `max_per_question` by standard maximal marginal relevance (MMR): each pick
+maximises lambda * cos(candidate, seed) - (1 - lambda) * max cos(candidate, already kept).
+The seed is not in the redundancy term: there, every candidate's redundancy would start at its
+relevance, and the ranking would barely differ from taking the most similar ones (the reference
+code), which keeps near-copies of the seed. Near-copies of the seed are rejected on their own.
 Every question is handled on its own, so every seed is covered (stratified by question).
 
 Before the selection, two vetoes act on the candidates above the threshold. The cross-question
@@ -87,9 +89,14 @@ def select_diverse(
             eligible.append(i)
 
     kept: list[int] = []
-    remaining = list(eligible)
-    # the highest cosine of each remaining candidate to anything kept so far, the seed included
-    redundancy = {i: float(similarities[i]) for i in remaining}
+    remaining = []
+    for i in eligible:
+        if similarities[i] >= settings.near_duplicate:
+            decisions[i] = Decision(i, False, f"near-duplicate (cosine {similarities[i]:.3f}) of the seed")
+        else:
+            remaining.append(i)
+    # the highest cosine of each remaining candidate to a kept variant (none kept yet: 0)
+    redundancy = {i: 0.0 for i in remaining}
     while remaining and len(kept) < settings.max_per_question:
         scores = [settings.mmr_lambda * similarities[i] - (1 - settings.mmr_lambda) * redundancy[i] for i in remaining]
         choice = remaining.pop(int(np.argmax(scores)))
@@ -104,6 +111,20 @@ def select_diverse(
     for i in remaining:
         decisions[i] = Decision(i, False, f"not selected: {settings.max_per_question} more diverse variants kept for this question")
     return [decisions[i] for i in range(len(texts))]
+
+
+def mean_pairwise_cosine(vectors: np.ndarray, groups: Sequence[str]) -> float:
+    """The diversity figure of a selection: mean cosine between two kept variants of the same
+    question (lower: more diverse), averaged over the pairs of every question."""
+    total, pairs = 0.0, 0
+    for group in set(groups):
+        rows = vectors[[i for i, g in enumerate(groups) if g == group]]
+        n = len(rows)
+        if n > 1:
+            gram = rows @ rows.T
+            total += float((gram.sum() - np.trace(gram)) / 2)
+            pairs += n * (n - 1) // 2
+    return total / pairs if pairs else float("nan")
 
 
 def filter_inputs(candidates: Sequence[Candidate], question_ids: set[str]) -> list[Candidate]:
