@@ -16,7 +16,8 @@ class MalformedResponse(ValueError):
     """The reply is not the JSON object the prompt asked for."""
 
 
-def _object(content: str) -> dict[str, Any]:
+def reply_object(content: str) -> dict[str, Any]:
+    """The JSON object of a chat reply (a code fence around it tolerated); anything else raises MalformedResponse."""
     text = content.strip()
     fenced = _FENCE.match(text)  # many chat models wrap JSON in a code fence even when told not to
     if fenced:
@@ -39,7 +40,7 @@ def _strings(value: dict[str, Any], field: str) -> list[str]:
 
 def parse_step1(content: str) -> list[str]:
     """{"paraphrases": [str]} -> the paraphrases."""
-    paraphrases = _strings(_object(content), "paraphrases")
+    paraphrases = _strings(reply_object(content), "paraphrases")
     if not paraphrases:
         raise MalformedResponse("no paraphrases")
     return paraphrases
@@ -69,7 +70,7 @@ class TemplateReply:
 
 def parse_templates(content: str, n_sentences: int) -> tuple[list[TemplateReply], list[str]]:
     """{"templates": [{"sentence": n, "template": str}]} -> templates, and one reason per invalid entry."""
-    entries = _object(content).get("templates")
+    entries = reply_object(content).get("templates")
     if not isinstance(entries, list) or not entries:
         raise MalformedResponse("field 'templates' must be a non-empty list")
     templates: list[TemplateReply] = []
@@ -108,7 +109,7 @@ class Filling:
 
 def parse_step2(content: str, slot_counts: list[int]) -> tuple[list[Filling], list[str]]:
     """{"fillings": [{"template": n, "slots": [str]}]} -> valid fillings, and one reason per invalid entry."""
-    value = _object(content)
+    value = reply_object(content)
     entries = value.get("fillings")
     if not isinstance(entries, list) or not entries:
         raise MalformedResponse("field 'fillings' must be a non-empty list")
@@ -138,7 +139,7 @@ def fill_template(template: str, slots: list[str]) -> str:
 
 
 def parse_judge_score(content: str) -> int:
-    value = _object(content)
+    value = reply_object(content)
     score = value.get("score")
     if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5:
         raise MalformedResponse(f"'score' must be an integer 1-5, got {score!r}")

@@ -14,7 +14,7 @@ from typing import Sequence
 
 from culture_assets.augment.embedder import Embedder
 from culture_assets.augment.prompts import JSON_SYSTEM, Messages
-from culture_assets.augment.responses import MalformedResponse, _object
+from culture_assets.augment.responses import MalformedResponse, reply_object
 from culture_assets.llm import ChatRequest, ChatRunner
 
 PARAMS = {"temperature": 0, "max_tokens": 256, "response_format": {"type": "json_object"}}
@@ -29,7 +29,7 @@ def translation_messages(text: str, target_language: str) -> Messages:
 
 
 def parse_translation(content: str) -> str:
-    value = _object(content).get("translation")
+    value = reply_object(content).get("translation")
     if not isinstance(value, str) or not value.strip():
         raise MalformedResponse("field 'translation' must be a non-empty string")
     return " ".join(value.split())
