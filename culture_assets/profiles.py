@@ -129,7 +129,8 @@ def asset_config_for(profile: Profile, limit: int | None = None) -> dict[str, di
         # the tiny generator writes no valid JSON, so no variant passes: train on the seed questions
         config["paraphrases_and_templates"] = {"max_attempts": 1, "max_tokens": 64}
         config["synonym_variants"] = {"max_attempts": 1, "max_tokens": 64}
-        config["augmented_questions"] = {"min_variants_per_question": 0}
+        # offline: no NLI model to load; the meaning check is the LLM judge's
+        config["augmented_questions"] = {"min_variants_per_question": 0, "nli_model": ""}
         config["culture_scores"] = {"n_resamples": 200}
     if limit:
         config["eval_dataset"] = {"sample_size": limit}

@@ -2,8 +2,9 @@
 
 Replies are light rewordings of the seed question found in the prompt, so most pass a 0.8
 MiniLM cosine, plus realistic faults: an off-topic sentence (fails the threshold), a copy of
-the seed (a duplicate), a template without a slot, a filling with the wrong slot count, and,
-on the first attempt for some questions, a reply that is not JSON at all.
+the seed (a duplicate), a template without a slot, a template that does not restore its
+sentence, a filling with the wrong slot count, a filling that repeats its word, and, on the
+first attempt for some questions, a reply that is not JSON at all.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ SYNONYMS = {
     "right": ["correct"], "employers": ["companies"], "strengthens": ["reinforces"], "leads": ["contributes"],
 }
 OFF_TOPIC = "What is your favourite colour of bicycle?"
-_SEED = re.compile(r'(?:Seed|Original) survey question: "(.*?)"', re.DOTALL)
+_SEED = re.compile(r'(?:Seed|Original) survey item: "(.*?)"', re.DOTALL)
+_SENTENCE_LINE = re.compile(r"^(\d+)\. (.*)$", re.MULTILINE)
 _TEMPLATE_LINE = re.compile(r"^(\d+)\. (.*)  \((\d+) slots\)$", re.MULTILINE)
 
 
@@ -51,6 +53,13 @@ FRAMES = [
 ]
 
 
+# statements stay statements, as the prompt asks; one frame turns it into a question (a fault the check rejects)
+STATEMENT_FRAMES = [
+    "{lead}: {body}", "{Body}.", "It is said that {body}.", "{Body}, as some people say.", "Do you agree that {body}?",
+    "The statement is: {body}.", "{Body}: that is the view.", "Some people hold that {body}.",
+]
+
+
 def _reworded(seed: str, i: int) -> str:
     """The i-th light rewording: a different frame around the statement, and for odd i up to two
     words swapped for synonyms."""
@@ -66,33 +75,35 @@ def _reworded(seed: str, i: int) -> str:
     if ": " in body and i % 3 == 2:  # "stem: item" questions: put the item first
         stem, item = body.split(": ", 1)
         return f"{item[0].upper() + item[1:]}: {stem}?" if i % 2 else f"Thinking of this ({item}): {stem}?"
-    frame = FRAMES[i % len(FRAMES)]
+    frames = FRAMES if seed.rstrip().endswith("?") else STATEMENT_FRAMES
+    frame = frames[i % len(frames)]
     return frame.format(lead=PREFIXES[i % len(PREFIXES)], body=body, Body=body[0].upper() + body[1:])
 
 
-def slot_template(seed: str, max_slots: int = 2) -> str | None:
-    words = seed.split(" ")
+def slot_template(sentence: str, max_slots: int = 2) -> str | None:
+    """The sentence with up to `max_slots` words that have a synonym marked as [x:word]."""
+    words = sentence.split(" ")
     slots = [i for i, w in enumerate(words) if w.lower() in SYNONYMS][:max_slots]
     if not slots:
         return None
-    return " ".join("[x]" if i in slots else w for i, w in enumerate(words))
+    return " ".join(f"[x:{w}]" if i in slots else w for i, w in enumerate(words))
 
 
-def step1_reply(seed: str, n_paraphrases: int, n_templates: int, attempt: int) -> str:
+def step1_reply(seed: str, n_paraphrases: int, attempt: int) -> str:
     if attempt == 0 and _hash(seed) % 7 == 0:
         return "Sure! Here are some paraphrases of your question:\n1. " + _reworded(seed, 0)
     paraphrases = [_reworded(seed, i + attempt * n_paraphrases) for i in range(max(n_paraphrases - 2, 1))]
     paraphrases += [seed.upper() + "?", OFF_TOPIC][: max(n_paraphrases - len(paraphrases), 0)]
-    templates = [t for t in (slot_template(seed), "[x] " + seed) if t][: max(n_templates, 0)]
+    return json.dumps({"paraphrases": paraphrases})
+
+
+def template_reply(seed: str, sentences: list[str]) -> str:
+    entries = [{"sentence": n, "template": t} for n, sentence in enumerate(sentences, start=1) if (t := slot_template(sentence))]
     if _hash(seed) % 5 == 0:
-        templates.append(seed)  # forgot the slots
-    return json.dumps({"paraphrases": paraphrases, "templates": templates})
-
-
-def _original_words(seed: str, template: str) -> list[str] | None:
-    pattern = "^" + "(.+?)".join(re.escape(part) for part in template.split("[x]")) + "$"
-    found = re.match(pattern, seed)
-    return list(found.groups()) if found else None
+        entries.append({"sentence": 1, "template": sentences[0]})  # forgot the slots
+    if _hash(seed) % 3 == 0 and entries:
+        entries.append({"sentence": 1, "template": entries[0]["template"] + " today"})  # does not restore its sentence
+    return json.dumps({"templates": entries})
 
 
 def step2_reply(seed: str, templates: list[tuple[str, int]], fillings: int, attempt: int) -> str:
@@ -100,28 +111,34 @@ def step2_reply(seed: str, templates: list[tuple[str, int]], fillings: int, atte
         return json.dumps({"fillings": "I could not do that"})
     entries: list[dict[str, Any]] = []
     for number, (template, slots) in enumerate(templates, start=1):
-        originals = _original_words(seed, template)
+        originals = re.findall(r"\[x:([^\]]+)\]", template)
         for j in range(fillings):
-            if template.startswith("[x] ") and slots == 1:
-                words = [PREFIXES[(j + 5) % len(PREFIXES)] + ":"]
-            elif originals is not None:
-                words = []
-                for s, word in enumerate(originals):
-                    choices = [word] + SYNONYMS.get(word.lower(), [])
-                    words.append(choices[(j + s + 1) % len(choices)])
-            else:
-                words = ["something"] * slots
+            words = []
+            for s, word in enumerate(originals):
+                choices = SYNONYMS.get(word.lower(), ["something"])
+                words.append(choices[(j + s) % len(choices)])
             entries.append({"template": number, "slots": words})
     if templates and _hash(seed) % 4 == 0:
         entries.append({"template": 1, "slots": ["only"] * (templates[0][1] + 1)})
+    if templates and _hash(seed) % 2 == 0:
+        entries.append({"template": 1, "slots": re.findall(r"\[x:([^\]]+)\]", templates[0][0])})  # the words themselves
     return json.dumps({"fillings": entries})
 
 
 def judge_reply(seed: str, variant: str) -> str:
-    if _hash(variant) % 11 == 0:
+    if _hash(seed + "\x1f" + variant) % 11 == 0:
         return "I'd say five"
-    overlap = len(set(seed.lower().split()) & set(variant.lower().split())) / max(len(set(seed.lower().split())), 1)
+    # symmetric (the filter asks both ways): the share of the shorter sentence's words found in the other
+    a, b = set(seed.lower().split()), set(variant.lower().split())
+    overlap = len(a & b) / max(min(len(a), len(b)), 1)
     return json.dumps({"score": 5 if overlap > 0.8 else 4 if overlap > 0.5 else 3})
+
+
+def translation_reply(language: str, text: str) -> str:
+    """A marked "translation" (the language in brackets before the text); into English, the mark comes off."""
+    if language == "English":
+        return re.sub(r"^\[\w+\] ", "", text)
+    return f"[{language}] {text}"
 
 
 def augmentation_chat_reply(body: dict[str, Any]) -> str:
@@ -132,8 +149,14 @@ def augmentation_chat_reply(body: dict[str, Any]) -> str:
     if "Templates:" in prompt and seed:
         templates = [(m.group(2), int(m.group(3))) for m in _TEMPLATE_LINE.finditer(prompt)]
         return step2_reply(seed.group(1), templates, _count(r"give (\d+) different fillings", prompt, 3), attempt)
+    if "Sentences:" in prompt and seed:
+        listed = prompt.split("Sentences:\n", 1)[1].split("\n\n", 1)[0]
+        return template_reply(seed.group(1), [m.group(2) for m in _SENTENCE_LINE.finditer(listed)])
     if seed:
-        return step1_reply(seed.group(1), _count(r"Write (\d+) different sentences", prompt, 5), _count(r"Write (\d+) templates", prompt, 2), attempt)
+        return step1_reply(seed.group(1), _count(r"Write (\d+) different sentences", prompt, 5), attempt)
+    translate = re.search(r'Translate this survey item into (\w+)\..*?Item: "(.*?)"', prompt, re.DOTALL)
+    if translate:
+        return json.dumps({"translation": translation_reply(translate.group(1), translate.group(2))})
     pair = re.search(r'A: "(.*?)"\nB: "(.*?)"', prompt, re.DOTALL)
     if pair:
         return judge_reply(pair.group(1), pair.group(2))

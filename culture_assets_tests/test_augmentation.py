@@ -28,7 +28,7 @@ from culture_assets.assets.survey import wvs_questions
 from culture_assets.augment.candidates import SeedQuestion, seeds_from_frame
 from culture_assets.augment.embedder import Embedder
 from culture_assets.augment.quality import diversity_gain, perplexity
-from culture_assets.augment.semantic_filter import FilterSettings, embedding_similarity, select_diverse
+from culture_assets.augment.semantic_filter import FilterSettings, embedding_similarity, select_diverse, threshold_for
 from culture_assets.errors import InputError
 from culture_assets.io_manager import ArtifactIOManager
 from culture_assets.resources.llm import LLMResource
@@ -78,7 +78,11 @@ def fake_llm(server: FakeOpenAI, **overrides) -> LLMResource:
 
 
 def quality_config(tiny_model_dir: Path) -> dict:
-    return {"ops": {"augmentation_quality": {"config": {"perplexity_model": str(tiny_model_dir), "judge_sample": 12}}}}
+    # the meaning check is the fake judge's: an NLI stand-in knows only its own fixture (test_meaning_check)
+    return {"ops": {
+        "augmented_questions": {"config": {"nli_model": ""}},
+        "augmentation_quality": {"config": {"perplexity_model": str(tiny_model_dir), "judge_sample": 12}},
+    }}
 
 
 def read(home: Path, key: str) -> pl.DataFrame:
@@ -110,10 +114,12 @@ def test_whole_augmentation_with_faults_then_a_free_rerun(augmentation_server: F
     assert result.success
     sent = server.count(CHAT)
     texts = {q.id: q.text for q in load_questions()}
-    assert {0, 1} <= attempts(server, "Seed survey question", texts["Q27"])  # malformed, asked again
-    assert {0, 1} <= attempts(server, "Seed survey question", texts["Q132"])
+    assert {0, 1} <= attempts(server, "different sentences that say exactly", texts["Q27"])  # malformed, asked again
+    assert {0, 1} <= attempts(server, "different sentences that say exactly", texts["Q132"])
     assert attempts(server, "Templates:", texts["Q30"]) == {0, 1}
-    assert sum('{"score"' in r.body["messages"][-1]["content"] for r in server.requests) == 12
+    judged = [r.body["messages"][-1]["content"] for r in server.requests if '{"score"' in r.body["messages"][-1]["content"]]
+    # the filter's two-way meaning check asked each pair once; the quality sample's 12 came from the cache
+    assert len(judged) > 12 and len(set(judged)) == len(judged)
     assert len(set(sent_bodies(server))) == sent - 3  # only the three faulted requests were sent twice
 
     augmented = read(data_home, "augmented_questions")
@@ -123,7 +129,7 @@ def test_whole_augmentation_with_faults_then_a_free_rerun(augmentation_server: F
     assert sorted(seeds["question_id"]) == sorted(QUESTION_IDS) and seeds["parent_id"].null_count() == 6
     assert seeds["similarity"].to_list() == [1.0] * 6
     variants = augmented.filter(pl.col("step") != "seed")
-    assert variants["similarity"].min() >= 0.8
+    assert variants["similarity"].min() >= threshold_for("").value
     assert variants.group_by("question_id").len()["len"].min() >= 3
     assert variants.group_by("question_id").len()["len"].max() <= 10
     assert set(variants["model"]) == {"fake-model"} and variants["prompt_hash"].null_count() == 0
@@ -139,15 +145,26 @@ def test_whole_augmentation_with_faults_then_a_free_rerun(augmentation_server: F
     assert any(r.startswith("similarity") and "below threshold" in r for r in reasons)
     assert any(r.startswith("duplicate of") for r in reasons)
     assert any(r.startswith("unusable filling") for r in reasons)
-    assert any(r == "template has no [x] slot" for r in reasons)
+    assert any(r == "template has no [x:word] slot" for r in reasons)
+    assert any(r == "a statement turned into a question" for r in reasons)
+    assert any(r.startswith("template does not restore its sentence") for r in reasons)
+    assert any(r.startswith("unusable filling: filling repeats the replaced word") for r in reasons)
+    assert any(r.startswith("not equivalent by LLM judge (fake-model)") for r in reasons)
     malformed = lineage.filter(pl.col("reason").str.starts_with("malformed response"))
     assert malformed["text"].str.starts_with("Sure! Here are").any()
     by_id = {row["sample_id"]: row for row in lineage.iter_rows(named=True)}
-    for row in lineage.filter(pl.col("step") == "synonym").iter_rows(named=True):
-        assert by_id[row["parent_id"]]["step"] == "template"
-    for row in lineage.filter(pl.col("step").is_in(["paraphrase", "template"])).iter_rows(named=True):
+    # step 2 works on step-1 sentences: every template and synonym variant descends from the seed or an accepted paraphrase
+    synonyms = lineage.filter(pl.col("step") == "synonym")
+    for row in lineage.filter(pl.col("step").is_in(["synonym", "template"])).iter_rows(named=True):
+        parent = by_id[row["parent_id"]]
+        assert parent["step"] in ("seed", "paraphrase") and parent["similarity"] >= 0.8 and parent["question_id"] == row["question_id"]
+    assert (synonyms.join(lineage.select("sample_id", pl.col("step").alias("parent_step")), left_on="parent_id", right_on="sample_id")["parent_step"] == "paraphrase").any()
+    for row in lineage.filter(pl.col("step") == "paraphrase").iter_rows(named=True):
         assert by_id[row["parent_id"]]["step"] == "seed" and by_id[row["parent_id"]]["question_id"] == row["question_id"]
 
+    filtered = result.asset_materializations_for_node("augmented_questions")[0].metadata
+    assert filtered["threshold"].value == threshold_for("").value and filtered["threshold_encoder"].value == "all-MiniLM-L6-v2"
+    assert 0 < filtered["mean_pairwise_cosine_within_question"].value < 1
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {"every_question_covered": True, "similarity_above_threshold": True, "no_exact_duplicates": True, "option_scale_unchanged": True}
     quality = result.asset_materializations_for_node("augmentation_quality")[0].metadata
@@ -388,3 +405,39 @@ def test_seed_questions_need_ids_and_texts() -> None:
     assert seeds_from_frame(pl.DataFrame({"question_id": ["Q1"], "text": [" Family  matters "]})) == [SeedQuestion("Q1", "Family matters")]
     with pytest.raises(InputError, match="missing column 'text'"):
         seeds_from_frame(pl.DataFrame({"question_id": ["Q1"]}))
+
+
+def test_the_prompts_show_the_scale_and_their_template_example_obeys_the_instruction() -> None:
+    from culture_assets.augment.prompts import TEMPLATE_EXAMPLE, paraphrase_messages, template_messages
+    from culture_assets.augment.responses import filling_problem, slot_words, template_problem
+
+    sentence, template = TEMPLATE_EXAMPLE
+    assert template_problem(template, sentence) is None and 1 <= len(slot_words(template)) <= 3
+    scale = "1. Strongly agree 2. Agree 3. Disagree 4. Strongly disagree"
+    step1 = paraphrase_messages("Work is a duty towards society", 4, scale)[-1]["content"]
+    assert f"Answer scale: {scale}" in step1 and "write statements (not questions)" in step1
+    assert template in template_messages("Work is a duty towards society", ["Work is a duty towards society"], scale)[-1]["content"]
+    assert template_problem("Work is a [x:duty] towards society", "Work is an obligation towards society").startswith("template does not restore")
+    assert filling_problem(["obligation"], ["duty"]) is None
+    assert filling_problem(["Duty"], ["duty"]) == "filling repeats the replaced word 'duty'"
+    assert filling_problem(["not a duty"], ["duty"]).startswith("filling 'not a duty' negates")
+
+
+def test_the_threshold_is_calibrated_per_encoder_and_the_papers_filter_is_named() -> None:
+    minilm = threshold_for("")
+    assert minilm.encoder == "all-MiniLM-L6-v2" and 0.5 < minilm.value < 0.8 and "95%" in minilm.source
+    paper = threshold_for("bert-base-uncased")
+    assert paper.value == 0.8 and "paper" in paper.source
+    other = threshold_for("some/encoder")
+    assert other.value == 0.8 and "not calibrated for some/encoder" in other.source
+
+
+@pytest.mark.slow
+def test_the_shipped_minilm_threshold_reproduces_from_the_reference(reference_data: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from calibrate_threshold import calibrated_threshold, reference_pairs
+
+    pairs = reference_pairs(reference_data)
+    embedder = Embedder()
+    similarities = np.einsum("ij,ij->i", embedder.encode([a for a, _ in pairs]), embedder.encode([b for _, b in pairs]))
+    assert calibrated_threshold(similarities, 0.95) == pytest.approx(threshold_for("").value, abs=1e-4)

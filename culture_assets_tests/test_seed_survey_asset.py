@@ -38,6 +38,8 @@ def test_seed_survey_metadata_and_check(data_home):
     assert materialization.metadata["questions_answered"].value == 32
     assert len(materialization.metadata["never_asked"].data) == 18
     assert "| question_id |" in materialization.metadata["answers"].value
+    assert "mode_flip_probability" in materialization.metadata["answers"].value and "mode_margin" in materialization.metadata["answers"].value
+    assert 0 <= materialization.metadata["mode_flip_probability_max"].value <= 1
     checks = {check.check_name: check for check in result.get_asset_check_evaluations()}
     assert set(checks) == {"every_question_answered_or_flagged", "answer_codes_within_scale"}
     assert all(check.passed for check in checks.values())

@@ -4,6 +4,7 @@ filter producing `augmented_questions`, and the quality analyses. Done once for 
 import base64
 import io
 from collections import Counter
+from typing import Literal, Optional
 
 import dagster as dg
 import polars as pl
@@ -11,15 +12,18 @@ from pydantic import Field
 
 from culture_assets.augment.candidates import candidates_frame, candidates_from_frame, seeds_from_frame
 from culture_assets.augment.checks import exact_duplicates, option_scale_problems, questions_below_minimum, rows_below_threshold
+from culture_assets.augment.embedder import Embedder
+from culture_assets.augment.equivalence import DEFAULT_NLI_MODEL, JudgeEquivalence, MeaningCheck, NliEquivalence, all_of
 from culture_assets.augment.generation import Step1Settings, Step2Settings, StepResult, paraphrase_step, synonym_step
 from culture_assets.augment.lineage import write_lineage
 from culture_assets.augment.quality import diversity_gain, judge_equivalence, perplexity, sample_pairs
 from culture_assets.resources.augment import EmbedderResource
-from culture_assets.augment.semantic_filter import DEFAULT_THRESHOLD, FilterSettings, semantic_filter
+from culture_assets.augment.semantic_filter import PACKAGED_ENCODER, FilterSettings, Threshold, mean_pairwise_cosine, semantic_filter, threshold_for
 from culture_assets.llm import DryRunStop, LLMError
 from culture_assets.resources.llm import LLMResource
 from culture_assets.markdown import markdown_table
 from culture_assets.resources import WarehouseResource
+from culture_assets.training.ablations import per_question_cap
 from culture_assets.settings import atomic_path, data_home
 from culture_assets.store.warehouse import WRITER_POOL
 
@@ -29,10 +33,10 @@ AUGMENTED_COLUMNS = ["sample_id", "question_id", "text", "step", "parent_id", "s
 
 class ParaphraseConfig(dg.Config):
     n_paraphrases: int = Field(default=8, ge=1, description="Paraphrases asked for per request.")
-    n_templates: int = Field(default=2, ge=0, description="[x] templates asked for per request (and kept per question).")
+    n_templates: int = Field(default=3, ge=0, description="Step-1 sentences (the seed, then the accepted paraphrases) made into [x:word] templates per question.")
     target_accepted: int = Field(default=5, ge=1, description="Ask again until this many paraphrases pass the threshold.")
     max_attempts: int = Field(default=3, ge=1, description="Requests per seed question at most.")
-    similarity_threshold: float = Field(default=DEFAULT_THRESHOLD, ge=-1, le=1)
+    similarity_threshold: Optional[float] = Field(default=None, ge=-1, le=1, description="Cosine to the seed; empty: calibrated for the embedder.")
     temperature: float = 0.9
     max_tokens: int = 1024
 
@@ -40,17 +44,22 @@ class ParaphraseConfig(dg.Config):
 class SynonymConfig(dg.Config):
     fillings_per_template: int = Field(default=4, ge=1)
     max_attempts: int = Field(default=2, ge=1, description="Requests per seed question at most (retries after a malformed reply).")
-    similarity_threshold: float = Field(default=DEFAULT_THRESHOLD, ge=-1, le=1)
+    similarity_threshold: Optional[float] = Field(default=None, ge=-1, le=1, description="Cosine to the seed; empty: calibrated for the embedder.")
     temperature: float = 0.9
     max_tokens: int = 1024
 
 
 class SemanticFilterConfig(dg.Config):
-    similarity_threshold: float = Field(default=DEFAULT_THRESHOLD, ge=-1, le=1, description="Cosine to the seed (paper: 0.8).")
-    max_per_question: int = Field(default=10, ge=1, description="Variants kept per seed question (the seed comes on top).")
+    similarity_threshold: Optional[float] = Field(default=None, ge=-1, le=1, description="Cosine to the seed; empty: the threshold calibrated for the embedder (data/filter_thresholds.yaml; the paper's 0.8 for bert-base-uncased).")
+    max_per_question: Optional[int] = Field(default=None, ge=1, description="Variants kept per seed question (the seed comes on top); empty: enough for the largest ablation size (1000 / questions).")
     mmr_lambda: float = Field(default=0.6, ge=0, le=1, description="1: most similar first; lower: more diverse.")
     near_duplicate: float = Field(default=0.98, gt=0, le=1, description="Cosine above which a variant repeats a kept one.")
     min_variants_per_question: int = Field(default=3, ge=0, description="The coverage check's minimum.")
+    cross_question_guard: bool = Field(default=True, description="Reject a variant nearer to another seed question than to its own.")
+    nli_model: str = Field(default=DEFAULT_NLI_MODEL, description="NLI cross-encoder (hub name or directory) for the two-way entailment check; empty: off.")
+    nli_entailment_min: float = Field(default=0.5, ge=0, le=1, description="P(entailment) needed in each direction.")
+    llm_judge: Literal["auto", "on", "off"] = Field(default="auto", description="Two-way LLM judge (paper's rubric); auto: on when the llm resource has an API key or a local model.")
+    judge_pass_score: int = Field(default=4, ge=1, le=5, description="Rubric score needed in each direction (paper: 4).")
 
 
 class AugmentationQualityConfig(dg.Config):
@@ -61,7 +70,14 @@ class AugmentationQualityConfig(dg.Config):
     sample_seed: int = 0
 
 
-def _run_llm_step(step):
+def resolved_threshold(configured: float | None, embedder: EmbedderResource) -> Threshold:
+    """The configured cosine threshold, else the one calibrated for the embedder's model."""
+    if configured is not None:
+        return Threshold(configured, embedder.model or PACKAGED_ENCODER, "configured")
+    return threshold_for(embedder.model)
+
+
+def run_llm_step(step):
     """Runs one LLM step, turning a dry run or an LLM failure into a clear Dagster failure."""
     try:
         return step()
@@ -92,9 +108,9 @@ def _step_metadata(frame: pl.DataFrame, result: StepResult, stats: dict) -> dict
     group_name=GROUP,
     outs={
         "paraphrases": dg.AssetOut(kinds={"openai", "parquet"}, description="Step 1: paraphrases of each seed question with their cosine to the seed."),
-        "question_templates": dg.AssetOut(kinds={"openai", "parquet"}, description="Step 1: seed questions with replaceable words as [x] slots."),
+        "question_templates": dg.AssetOut(kinds={"openai", "parquet"}, description="Step-1 sentences (seed and accepted paraphrases) with replaceable words as [x:word] slots."),
     },
-    description="Step 1 of the augmentation: paraphrases and [x] templates, one structured LLM call per seed question.",
+    description="Step 1 of the augmentation: paraphrases (one structured LLM call per seed question), then [x:word] templates of the step-1 sentences for step 2.",
 )
 def paraphrases_and_templates(
     context: dg.AssetExecutionContext,
@@ -106,8 +122,9 @@ def paraphrases_and_templates(
 ):
     seeds = seeds_from_frame(wvs_questions)
     runner = llm.runner(warehouse.get(), log=context.log.info)
-    settings = Step1Settings(config.n_paraphrases, config.n_templates, config.target_accepted, config.max_attempts, config.similarity_threshold, config.temperature, config.max_tokens)
-    paraphrase_result, template_result = _run_llm_step(lambda: paraphrase_step(seeds, runner, embedder.get(), settings))
+    threshold = resolved_threshold(config.similarity_threshold, embedder)
+    settings = Step1Settings(config.n_paraphrases, config.n_templates, config.target_accepted, config.max_attempts, threshold.value, config.temperature, config.max_tokens)
+    paraphrase_result, template_result = run_llm_step(lambda: paraphrase_step(seeds, runner, embedder.get(), settings))
     paraphrases = candidates_frame(paraphrase_result.candidates)
     templates = candidates_frame(template_result.candidates)
     stats = runner.stats.as_metadata()
@@ -134,8 +151,8 @@ def synonym_variants(
 ) -> pl.DataFrame:
     seeds = seeds_from_frame(wvs_questions)
     runner = llm.runner(warehouse.get(), log=context.log.info)
-    settings = Step2Settings(config.fillings_per_template, config.max_attempts, config.similarity_threshold, config.temperature, config.max_tokens)
-    result = _run_llm_step(lambda: synonym_step(seeds, candidates_from_frame(question_templates), runner, embedder.get(), settings))
+    settings = Step2Settings(config.fillings_per_template, config.max_attempts, resolved_threshold(config.similarity_threshold, embedder).value, config.temperature, config.max_tokens)
+    result = run_llm_step(lambda: synonym_step(seeds, candidates_from_frame(question_templates), runner, embedder.get(), settings))
     frame = candidates_frame(result.candidates)
     if result.budget_exhausted:
         context.log.warning("the LLM budget ran out during step 2; re-run with a larger budget to resume")
@@ -143,11 +160,38 @@ def synonym_variants(
     return frame
 
 
+def meaning_check(context: dg.AssetExecutionContext, config: SemanticFilterConfig, llm: LLMResource, warehouse: WarehouseResource, device: str) -> tuple[MeaningCheck | None, list[str]]:
+    """The configured equivalence checks (NLI first: it is free; then the judge) and their names."""
+    checks: list[MeaningCheck] = []
+    names: list[str] = []
+    if config.nli_model:
+        checks.append(NliEquivalence(config.nli_model, config.nli_entailment_min, device))
+        names.append(f"nli:{config.nli_model}")
+    judge_available = llm.uses_api or bool(llm.local_model)
+    if config.llm_judge == "on" or (config.llm_judge == "auto" and judge_available):
+        checks.append(JudgeEquivalence(llm.runner(warehouse.get(), log=context.log.info), config.judge_pass_score))
+        names.append(f"judge:{llm.model_name}")
+    return (all_of(checks) if checks else None), names
+
+
+def _run_meaning_check(step, nli_model: str):
+    """The filter with its meaning check; an NLI model that does not load fails naming the setting."""
+    try:
+        return run_llm_step(step)
+    except OSError as error:
+        raise dg.Failure(
+            description=(
+                f"NLI model {nli_model!r} could not be loaded ({error}). Set augmented_questions' `nli_model` to a "
+                "cross-encoder hub name or directory, or to '' to leave the check to the LLM judge."
+            )
+        ) from None
+
+
 @dg.asset(
     group_name=GROUP,
     kinds={"python", "duckdb", "parquet"},
     pool=WRITER_POOL,
-    description="The accepted question variants (seeds included) after the cosine threshold, de-duplication and diverse (MMR) selection.",
+    description="The accepted question variants (seeds included) after the cosine threshold, the cross-question guard, the two-way meaning check, de-duplication and diverse (MMR) selection.",
     check_specs=[
         dg.AssetCheckSpec("every_question_covered", asset="augmented_questions", blocking=True, description="Every seed question has at least the configured number of accepted variants."),
         dg.AssetCheckSpec("similarity_above_threshold", asset="augmented_questions", blocking=True, description="No accepted variant has a cosine to its seed below the threshold."),
@@ -163,12 +207,19 @@ def augmented_questions(
     question_templates: pl.DataFrame,
     synonym_variants: pl.DataFrame,
     embedder: EmbedderResource,
+    llm: LLMResource,
     warehouse: WarehouseResource,
 ):
     seeds = seeds_from_frame(wvs_questions)
     candidates = candidates_from_frame(pl.concat([paraphrases, question_templates, synonym_variants]))
-    settings = FilterSettings(config.similarity_threshold, config.max_per_question, config.mmr_lambda, config.near_duplicate)
-    decided = semantic_filter(seeds, candidates, embedder.get(), settings)
+    cap = config.max_per_question or per_question_cap(len(seeds))
+    threshold = resolved_threshold(config.similarity_threshold, embedder)
+    settings = FilterSettings(threshold.value, cap, config.mmr_lambda, config.near_duplicate, config.cross_question_guard)
+    check, check_names = meaning_check(context, config, llm, warehouse, embedder.device)
+    if not check_names:
+        context.log.warning("no meaning check configured (nli_model empty, llm_judge off): inverted variants can pass the cosine threshold")
+    encoder = embedder.get()  # one memo for the filter and the diversity figure
+    decided = _run_meaning_check(lambda: semantic_filter(seeds, candidates, encoder, settings, check), config.nli_model)
     lineage_rows = write_lineage(warehouse.get(), decided, context.run.run_id)
     everything = candidates_frame(decided)
     augmented = everything.filter(pl.col("accepted") & pl.col("step").is_in(["seed", "paraphrase", "synonym"])).select(AUGMENTED_COLUMNS)
@@ -185,9 +236,15 @@ def augmented_questions(
             "variants_per_question_min": int(per_question["len"].min() or 0) if per_question.height else 0,
             "variants_per_question_mean": float(per_question["len"].mean() or 0) if per_question.height else 0.0,
             "mean_similarity": float(augmented.filter(pl.col("step") != "seed")["similarity"].mean() or 0.0),
+            "mean_pairwise_cosine_within_question": _selection_diversity(augmented, encoder),
             "lineage_rows": lineage_rows,
             "rejected_by_reason": dg.MetadataValue.json(dict(reasons)),
-            "threshold": config.similarity_threshold,
+            "threshold": threshold.value,
+            "threshold_encoder": threshold.encoder,
+            "threshold_source": threshold.source,
+            "max_per_question": cap,
+            "meaning_checks": ", ".join(check_names) or "none",
+            "cross_question_guard": config.cross_question_guard,
             "sample": dg.MetadataValue.md(markdown_table(augmented.select("question_id", "step", "similarity", "text").head(20))),
         },
     )
@@ -199,7 +256,7 @@ def augmented_questions(
         metadata={"below_minimum": dg.MetadataValue.json(thin), "minimum": config.min_variants_per_question},
         description=None if not thin else f"{len(thin)} seed questions have fewer than {config.min_variants_per_question} variants: {thin}",
     )
-    low = rows_below_threshold(augmented.filter(pl.col("step") != "seed"), config.similarity_threshold)
+    low = rows_below_threshold(augmented.filter(pl.col("step") != "seed"), threshold.value)
     yield dg.AssetCheckResult(
         check_name="similarity_above_threshold",
         passed=low.height == 0,
@@ -213,6 +270,14 @@ def augmented_questions(
     )
     problems = option_scale_problems(augmented, wvs_questions)
     yield dg.AssetCheckResult(check_name="option_scale_unchanged", passed=not problems, metadata={"problems": dg.MetadataValue.json(problems[:50])})
+
+
+def _selection_diversity(augmented: pl.DataFrame, encoder: Embedder) -> float:
+    """Mean cosine between kept variants of the same question (the MMR selection's diversity; lower is more diverse)."""
+    variants = augmented.filter(pl.col("step") != "seed")
+    if variants.height < 2:
+        return float("nan")
+    return mean_pairwise_cosine(encoder.encode(variants["text"].to_list()), variants["question_id"].to_list())
 
 
 def _plot(augmented: pl.DataFrame, figures: dict, judge_scores: list[int]) -> bytes:
@@ -294,7 +359,7 @@ def augmentation_quality(
     if config.judge_sample:
         pairs = [(seed_text[q], t) for q, t in variants.select("question_id", "text").iter_rows() if q in seed_text]
         runner = llm.runner(warehouse.get(), log=context.log.info)
-        summary = _run_llm_step(lambda: judge_equivalence(sample_pairs(pairs, config.judge_sample, config.sample_seed), runner, config.judge_pass_score))
+        summary = run_llm_step(lambda: judge_equivalence(sample_pairs(pairs, config.judge_sample, config.sample_seed), runner, config.judge_pass_score))
         judge_scores = summary.scores
         figures |= {
             "judge_model": llm.model_name,

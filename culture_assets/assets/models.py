@@ -9,6 +9,7 @@ import polars as pl
 from culture_assets.cultures import load_registry
 from culture_assets.partitions import ABLATION_PARTITIONS, CULTURES
 from culture_assets.resources import WarehouseResource
+from culture_assets.training.ablations import fixed_optimizer_steps, trains_fixed_steps
 from culture_assets.training.model_record import lineage_row, model_key, model_record
 from culture_assets.training.openai_jobs import PENDING, pending_jobs
 from culture_assets.resources.training import FineTuningPending, TrainerResource
@@ -101,6 +102,11 @@ def ablation_model(
     context: dg.AssetExecutionContext, ablation_training_set: pl.DataFrame, trainer: TrainerResource, warehouse: WarehouseResource
 ) -> dg.Output:
     keys = ABLATION_PARTITIONS.get_partition_key_from_str(context.partition_key).keys_by_dimension
+    if trains_fixed_steps(keys["variant"]) and trainer.max_steps <= 0:
+        seeds = ablation_training_set.filter((pl.col("split") == "train") & (pl.col("step") == "seed")).height
+        steps = fixed_optimizer_steps(seeds, trainer.batch_size * trainer.gradient_accumulation_steps, trainer.epochs)
+        context.log.info(f"{keys['variant']}: {steps} optimiser steps, the same for every size")
+        trainer = trainer.model_copy(update={"max_steps": steps})
     return _fit_and_register(
         context, trainer, warehouse, ablation_training_set, keys["culture"], keys["variant"], _system_prompt(ablation_training_set)
     )

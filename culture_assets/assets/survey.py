@@ -12,7 +12,7 @@ from culture_assets.resources import SurveySourceResource, WarehouseResource
 from culture_assets.store.warehouse import WRITER_POOL
 from culture_assets.survey.answers import OUT_OF_SCALE_ERROR_SHARE, answers_fingerprint, out_of_scale_codes, read_answer_counts, read_survey
 from culture_assets.survey.questions import questions_table
-from culture_assets.survey.distribution import Pooling, seed_survey_table, unflagged_unanswered
+from culture_assets.survey.distribution import Pooling, mode_stability_table, seed_survey_table, unflagged_unanswered
 
 GROUP = "survey"
 # Metadata key of seed_survey's per-culture answers version (wvs_wave's data version of that culture).
@@ -106,10 +106,12 @@ def seed_survey(
         f"{culture.display_name}: {table.height - len(never_asked)} questions answered, "
         f"{len(never_asked)} never asked {never_asked}, mode differs from the reference label on {differs.height}"
     )
+    stability = mode_stability_table(table)
     summary = table.select(
         "question_id", "topic", "modal_answer", "mode_tied", "n_valid", "n_missing", "never_asked", "reference_label",
         pl.col("distribution").list.eval(pl.element().round(3)).alias("distribution"),
-    )
+    ).join(stability.with_columns(pl.col("mode_margin", "mode_flip_probability").round(3)), on="question_id", how="left")
+    unstable = stability.filter(pl.col("mode_flip_probability") > 0.05)["question_id"].to_list()
     # The answers this partition was built from, as wvs_wave's data version: an observation of the same answers
     # later is then no change, and Dagster ignores this record for seed_survey itself (same run).
     context.log_event(dg.AssetObservation(asset_key=wvs_wave.key, partition=culture.key, tags={DATA_VERSION_TAG: fingerprint}))
@@ -125,6 +127,9 @@ def seed_survey(
             "questions_answered": table.height - len(never_asked),
             "never_asked": dg.MetadataValue.json(never_asked),
             "mode_differs_from_reference_label": differs.height,
+            # how often sampling noise alone would change the training target (multinomial resample of the respondents)
+            "modes_flipping_over_5pct": dg.MetadataValue.json(unstable),
+            "mode_flip_probability_max": float(stability["mode_flip_probability"].max() or 0.0) if stability.height else 0.0,
             "answers": dg.MetadataValue.md(markdown_table(summary)),
             "summary_rows_dropped": dg.MetadataValue.json(survey.summary_rows_dropped),
         },

@@ -7,12 +7,18 @@ from culture_assets.cultures import load_registry
 from culture_assets.markdown import markdown_table
 from culture_assets.partitions import ABLATION_PARTITIONS, CULTURES
 from culture_assets.survey.questions import questions_from_table
-from culture_assets.training.ablations import ablation_spec
+from culture_assets.assets.augmentation import run_llm_step
+from culture_assets.resources import WarehouseResource
+from culture_assets.resources.augment import EmbedderResource
+from culture_assets.resources.llm import LLMResource
+from culture_assets.training.translation import translate_questions
+from culture_assets.training.ablations import ABLATIONS, ablation_spec
 from culture_assets.training.training_set import (
     STEPS,
     PromptLanguage,
     Targets,
     TrainingSetSpec,
+    UnfillableSize,
     build_training_set,
     heldout_question_ids,
     training_set_version,
@@ -39,12 +45,49 @@ class TrainingSetConfig(dg.Config):
         )
 
 
+def _translations(
+    context: dg.AssetExecutionContext, spec: TrainingSetSpec, culture_key: str, augmented: pl.DataFrame, seed_survey: pl.DataFrame,
+    wvs_questions: pl.DataFrame, llm: LLMResource, embedder: EmbedderResource, warehouse: WarehouseResource,
+) -> tuple[dict[str, str], dict]:
+    """The native arm's question texts in the culture's language (only those the English set uses), and figures about them."""
+    culture = load_registry().get(culture_key)
+    english = build_training_set(augmented, seed_survey, questions_from_table(wvs_questions), culture, spec.model_copy(update={"question_language": PromptLanguage.ENGLISH}))
+    texts = augmented.join(english.select("sample_id"), on="sample_id", how="semi")["text"].to_list()
+    runner = llm.runner(warehouse.get(), log=context.log.info)
+    translated = translate_questions(texts, culture.language_name, runner, embedder.get())
+    similarities = [t.similarity for t in translated.values() if t.similarity is not None]
+    failed = {t.text: t.reason for t in translated.values() if t.translation is None}
+    if failed:
+        context.log.warning(f"{culture_key}: {len(failed)} question texts have no usable translation and are left out of the native arm")
+    worst = sorted((t for t in translated.values() if t.similarity is not None), key=lambda t: t.similarity)[:10]
+    figures = {
+        "translation_model": llm.model_name,
+        "translated_texts": len(translated) - len(failed),
+        "untranslated_texts": len(failed),
+        "back_translation_similarity_mean": float(sum(similarities) / len(similarities)) if similarities else float("nan"),
+        "back_translation_similarity_min": float(min(similarities)) if similarities else float("nan"),
+        "lowest_back_translations": dg.MetadataValue.md(markdown_table(pl.DataFrame(
+            {"text": [t.text for t in worst], "translation": [t.translation for t in worst], "back_translation": [t.back_translation for t in worst], "similarity": [t.similarity for t in worst]},
+            schema={"text": pl.String, "translation": pl.String, "back_translation": pl.String, "similarity": pl.Float64},
+        ))),
+    }
+    return {t.text: t.translation for t in translated.values() if t.translation is not None}, figures
+
+
 def _materialize(
     context: dg.AssetExecutionContext, culture_key: str, spec: TrainingSetSpec, augmented: pl.DataFrame,
-    seed_survey: pl.DataFrame, wvs_questions: pl.DataFrame,
+    seed_survey: pl.DataFrame, wvs_questions: pl.DataFrame, translations: dict[str, str] | None = None, extra: dict | None = None,
 ) -> dg.Output:
     culture = load_registry().get(culture_key)
-    table = build_training_set(augmented, seed_survey, questions_from_table(wvs_questions), culture, spec)
+    try:
+        table = build_training_set(augmented, seed_survey, questions_from_table(wvs_questions), culture, spec, translations)
+    except UnfillableSize as unfillable:
+        # this culture's partition fails with what it could reach; the other cultures' sets are not affected
+        raise dg.Failure(
+            description=str(unfillable),
+            metadata={"culture": culture_key, "requested_size": unfillable.requested, "achievable_size": unfillable.available},
+            allow_retries=False,
+        ) from None
     never_asked = seed_survey.filter(pl.col("never_asked"))["question_id"].to_list()
     counts = {split: table.filter(pl.col("split") == split).height for split in ("train", "validation", "heldout")}
     context.log.info(f"{culture.display_name}: {counts}, never asked (excluded): {never_asked}")
@@ -54,11 +97,14 @@ def _materialize(
             "culture": culture.display_name,
             "training_set_version": training_set_version(table)[:12],
             **{f"n_{split}": n for split, n in counts.items()},
+            "generated_samples": table.filter((pl.col("split") != "heldout") & (pl.col("step") != "seed")).height,
+            "requested_size": spec.size if spec.size is not None else "all",
             "never_asked_excluded": dg.MetadataValue.json(never_asked),
             "heldout_question_ids": dg.MetadataValue.json(heldout_question_ids(table)),
             "spec": dg.MetadataValue.json(spec.model_dump(mode="json")),
             "by_split_and_step": dg.MetadataValue.md(markdown_table(training_summary(table))),
             "example": dg.MetadataValue.json(table.filter(pl.col("split") == "train")["messages_json"].head(1).to_list()),
+            **(extra or {}),
         },
     )
 
@@ -88,7 +134,7 @@ def training_set(
         "wvs_questions": dg.AssetIn(),
         "seed_survey": dg.AssetIn(partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="culture")),
     },
-    description="A culture's training set under one of the paper's ablations (size, augmentation steps, prompt language).",
+    description="A culture's training set under one of the paper's ablations (size, augmentation steps, question language).",
 )
 def ablation_training_set(
     context: dg.AssetExecutionContext,
@@ -96,7 +142,15 @@ def ablation_training_set(
     augmented_questions: pl.DataFrame,
     seed_survey: pl.DataFrame,
     wvs_questions: pl.DataFrame,
+    llm: LLMResource,
+    embedder: EmbedderResource,
+    warehouse: WarehouseResource,
 ) -> dg.Output:
     keys = ABLATION_PARTITIONS.get_partition_key_from_str(context.partition_key).keys_by_dimension
     spec = ablation_spec(keys["variant"], config.spec())
-    return _materialize(context, keys["culture"], spec, augmented_questions, seed_survey, wvs_questions)
+    translations, figures = None, None
+    if spec.question_language is PromptLanguage.NATIVE:
+        translations, figures = run_llm_step(
+            lambda: _translations(context, spec, keys["culture"], augmented_questions, seed_survey, wvs_questions, llm, embedder, warehouse)
+        )
+    return _materialize(context, keys["culture"], spec, augmented_questions, seed_survey, wvs_questions, translations, figures)

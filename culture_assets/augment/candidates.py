@@ -30,6 +30,7 @@ CANDIDATE_SCHEMA = {
 class SeedQuestion:
     question_id: str
     text: str
+    scale: str = ""  # "1. Strongly agree 2. Agree ...": shown to the generator so a statement stays a statement
 
 
 @dataclass(frozen=True)
@@ -60,18 +61,26 @@ def seed_candidate(seed: SeedQuestion) -> Candidate:
     return Candidate(sample_id(seed.question_id, "seed", seed.text), seed.question_id, "seed", seed.text, None, None, None, 1.0, True, None)
 
 
+def scale_texts(frame: pl.DataFrame) -> list[str]:
+    """Each row's answer scale as "code. label" pairs, from the `codes` and `labels` columns when present."""
+    if not {"codes", "labels"} <= set(frame.columns):
+        return [""] * frame.height
+    return [" ".join(f"{c}. {l}" for c, l in zip(codes or [], labels or [])) for codes, labels in frame.select("codes", "labels").iter_rows()]
+
+
 def seeds_from_frame(frame: pl.DataFrame, source: str = "wvs_questions") -> list[SeedQuestion]:
     """Seed questions from a question table; an empty or missing text names its row and question id."""
     for column in ("question_id", "text"):
         if column not in frame.columns:
             raise InputError(source, f"missing column {column!r}; expected question_id and text")
     seeds: list[SeedQuestion] = []
+    scales = scale_texts(frame)
     for row, (question_id, text) in enumerate(frame.select("question_id", "text").iter_rows(), start=1):
         if not str(question_id or "").strip():
             raise InputError(source, "is empty; every seed question needs an id like 'Q27'", row=row, field="question_id")
         if not str(text or "").strip():
             raise InputError(source, f"question {question_id} has an empty text; give the question sentence", row=row, field="text")
-        seeds.append(SeedQuestion(str(question_id), " ".join(str(text).split())))
+        seeds.append(SeedQuestion(str(question_id), " ".join(str(text).split()), scales[row - 1]))
     if not seeds:
         raise InputError(source, "has no seed questions")
     return seeds

@@ -1,10 +1,14 @@
 """The two LLM steps over all seed questions, batched through one ChatRunner.
 
-Step 1 sends one request per seed question asking for paraphrases and [x] templates in one
-JSON reply. A question whose accepted paraphrases are still fewer than `target_accepted` (too
-few above the threshold, or a malformed reply) is asked again with a new sampling seed, up to
-`max_attempts` requests; each malformed reply is kept as a rejected row with its reason.
-Step 2 sends one request per seed question filling all its templates at once.
+Step 1 sends one request per seed question (shown with its answer scale, so a statement stays a
+statement) asking for paraphrases. A question whose accepted paraphrases are still fewer than
+`target_accepted` (too few above the threshold, or a malformed reply) is asked again with a new
+sampling seed, up to `max_attempts` requests; each malformed reply is kept as a rejected row.
+Then, as in the paper, step 2 works on the step-1 sentences: one request per seed question turns
+the seed and its accepted paraphrases into templates whose slots record the word they replaced
+([x:proud]); a template that does not restore its sentence is rejected. Step 2 then sends one
+request per seed question filling all its templates; each filling is checked against the words
+its slots replaced, and the resulting sentence's parent is the step-1 sentence it came from.
 """
 
 from __future__ import annotations
@@ -13,10 +17,19 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from typing import Sequence
 
-from culture_assets.augment.candidates import Candidate, SeedQuestion, sample_id, unique_by_id
+from culture_assets.augment.candidates import Candidate, SeedQuestion, sample_id, seed_candidate, unique_by_id
 from culture_assets.augment.embedder import Embedder
-from culture_assets.augment.prompts import SLOT, paraphrase_messages, prompt_hash, synonym_messages
-from culture_assets.augment.responses import MalformedResponse, fill_template, parse_step1, parse_step2
+from culture_assets.augment.prompts import paraphrase_messages, prompt_hash, synonym_messages, template_messages
+from culture_assets.augment.responses import (
+    MalformedResponse,
+    fill_template,
+    filling_problem,
+    parse_step1,
+    parse_step2,
+    parse_templates,
+    slot_words,
+    template_problem,
+)
 from culture_assets.augment.semantic_filter import DEFAULT_THRESHOLD, below_threshold_reason
 from culture_assets.llm import ChatOutcome, ChatRequest, ChatRunner
 
@@ -26,7 +39,7 @@ RAW_REPLY_CHARS = 500
 @dataclass(frozen=True)
 class Step1Settings:
     n_paraphrases: int = 8
-    n_templates: int = 2
+    n_templates: int = 3
     target_accepted: int = 5
     max_attempts: int = 3
     threshold: float = DEFAULT_THRESHOLD
@@ -60,8 +73,17 @@ def _malformed(question_id: str, parent_id: str, step: str, outcome: ChatOutcome
     return Candidate(sample_id(question_id, step, raw, outcome.key), question_id, step, raw, parent_id, model, phash, None, False, reason)
 
 
+def form_problem(seed: str, text: str) -> str | None:
+    """A statement to agree or disagree with must stay a statement: as a question it would carry an
+    agree/disagree scale that no longer fits."""
+    if not seed.rstrip().endswith("?") and text.rstrip().endswith("?"):
+        return "a statement turned into a question"
+    return None
+
+
 def _score(candidates: list[Candidate], seeds: dict[str, SeedQuestion], embedder: Embedder, threshold: float) -> list[Candidate]:
-    """Cosine to the seed for every sentence candidate, seeds and candidates encoded in one batch."""
+    """Cosine to the seed for every sentence candidate, seeds and candidates encoded in one batch;
+    a candidate below the threshold, or a statement turned into a question, is rejected."""
     sentences = [c for c in candidates if c.similarity is None and c.accepted]
     if not sentences:
         return candidates
@@ -74,18 +96,20 @@ def _score(candidates: list[Candidate], seeds: dict[str, SeedQuestion], embedder
         if c.sample_id in similarity:
             value = similarity[c.sample_id]
             c = replace(c, similarity=value)
+            problem = form_problem(seeds[c.question_id].text, c.text)
             if value < threshold:
                 c = c.rejected(below_threshold_reason(value, threshold))
+            elif problem:
+                c = c.rejected(problem)
         scored.append(c)
     return scored
 
 
 def paraphrase_step(seeds: Sequence[SeedQuestion], runner: ChatRunner, embedder: Embedder, settings: Step1Settings) -> tuple[StepResult, StepResult]:
-    """Step 1 -> (paraphrase candidates, template candidates)."""
+    """Step 1 -> (paraphrase candidates, template candidates made from the step-1 sentences)."""
     by_id = {s.question_id: s for s in seeds}
     seed_ids = {s.question_id: sample_id(s.question_id, "seed", s.text) for s in seeds}
     paraphrases: list[Candidate] = []
-    templates: list[Candidate] = []
     accepted: dict[str, int] = defaultdict(int)
     requests = 0
     budget_exhausted = False
@@ -96,7 +120,7 @@ def paraphrase_step(seeds: Sequence[SeedQuestion], runner: ChatRunner, embedder:
             break
         batch = []
         for seed in todo:
-            messages = paraphrase_messages(seed.text, settings.n_paraphrases, settings.n_templates)
+            messages = paraphrase_messages(seed.text, settings.n_paraphrases, seed.scale)
             batch.append(ChatRequest.of(messages, _params(settings.temperature, settings.max_tokens, attempt), tag=seed.question_id))
         outcomes = runner.run(batch)
         requests += len(batch)
@@ -109,42 +133,78 @@ def paraphrase_step(seeds: Sequence[SeedQuestion], runner: ChatRunner, embedder:
                 budget_exhausted = True
                 continue
             try:
-                reply = parse_step1(outcome.content)
+                texts = parse_step1(outcome.content)
             except MalformedResponse as error:
                 paraphrases.append(_malformed(question_id, parent, "paraphrase", outcome, model, phash, error, attempt))
                 continue
-            for text in reply.paraphrases:
+            for text in texts:
                 fresh.append(Candidate(sample_id(question_id, "paraphrase", text), question_id, "paraphrase", text, parent, model, phash, None, True, None))
-            for text in reply.templates:
-                templates.append(Candidate(sample_id(question_id, "template", text), question_id, "template", text, parent, model, phash, None, True, None))
-            for text in reply.invalid_templates:
-                templates.append(Candidate(sample_id(question_id, "template", text), question_id, "template", text, parent, model, phash, None, False, f"template has no {SLOT} slot"))
         known = {c.sample_id for c in paraphrases}
         fresh = [c for c in unique_by_id(fresh) if c.sample_id not in known]
         fresh = _score(fresh, by_id, embedder, settings.threshold)
         paraphrases.extend(fresh)
         for c in fresh:
             accepted[c.question_id] += c.accepted
+    templates = StepResult([], 0, budget_exhausted)
+    if settings.n_templates and not budget_exhausted:
+        templates = template_step(seeds, paraphrases, runner, settings)
     return (
-        StepResult(paraphrases, requests, budget_exhausted),
-        StepResult(_cap_templates(unique_by_id(templates), settings.n_templates), requests, budget_exhausted),
+        StepResult(paraphrases, requests + templates.requests, budget_exhausted or templates.budget_exhausted),
+        StepResult(templates.candidates, requests + templates.requests, budget_exhausted or templates.budget_exhausted),
     )
 
 
-def _cap_templates(templates: list[Candidate], per_question: int) -> list[Candidate]:
-    used: dict[str, int] = defaultdict(int)
-    capped = []
-    for t in templates:
-        if t.accepted and used[t.question_id] >= per_question:
-            t = t.rejected(f"not used: {per_question} templates already taken for this question")
-        elif t.accepted:
-            used[t.question_id] += 1
-        capped.append(t)
-    return capped
+def template_sources(seed: SeedQuestion, paraphrases: Sequence[Candidate], n: int) -> list[Candidate]:
+    """The step-1 sentences templated for one question: the seed, then its accepted paraphrases
+    most similar to the seed first, `n` in all."""
+    own = sorted((c for c in paraphrases if c.question_id == seed.question_id and c.accepted), key=lambda c: -(c.similarity or 0.0))
+    return ([seed_candidate(seed)] + own)[:n]
+
+
+def template_step(seeds: Sequence[SeedQuestion], paraphrases: Sequence[Candidate], runner: ChatRunner, settings: Step1Settings) -> StepResult:
+    """Step 2a: templates of the step-1 sentences, one request per seed question (asked again after a malformed reply)."""
+    sources = {s.question_id: template_sources(s, paraphrases, settings.n_templates) for s in seeds}
+    by_id = {s.question_id: s for s in seeds}
+    templates: list[Candidate] = []
+    requests = 0
+    budget_exhausted = False
+    todo = [s.question_id for s in seeds]
+    for attempt in range(settings.max_attempts):
+        if not todo or budget_exhausted:
+            break
+        batch = [
+            ChatRequest.of(template_messages(by_id[q].text, [c.text for c in sources[q]], by_id[q].scale), _params(settings.temperature, settings.max_tokens, attempt), tag=q)
+            for q in todo
+        ]
+        outcomes = runner.run(batch)
+        requests += len(batch)
+        retry: list[str] = []
+        for outcome in outcomes:
+            question_id = outcome.request.tag
+            owned = sources[question_id]
+            phash = prompt_hash(outcome.request.messages)
+            if outcome.content is None:
+                budget_exhausted = True
+                continue
+            try:
+                replies, problems = parse_templates(outcome.content, len(owned))
+            except MalformedResponse as error:
+                templates.append(_malformed(question_id, owned[0].sample_id, "template", outcome, runner.model, phash, error, attempt))
+                retry.append(question_id)
+                continue
+            for reply in replies:
+                source = owned[reply.sentence_index]
+                problem = template_problem(reply.template, source.text)
+                row = Candidate(sample_id(question_id, "template", reply.template), question_id, "template", reply.template, source.sample_id, runner.model, phash, None, True, None)
+                templates.append(row.rejected(problem) if problem else row)
+            for problem in problems:
+                templates.append(Candidate(sample_id(question_id, "template", problem, outcome.key), question_id, "template", problem, owned[0].sample_id, runner.model, phash, None, False, f"unusable template: {problem}"))
+        todo = retry
+    return StepResult(unique_by_id(templates), requests, budget_exhausted)
 
 
 def synonym_step(seeds: Sequence[SeedQuestion], templates: Sequence[Candidate], runner: ChatRunner, embedder: Embedder, settings: Step2Settings) -> StepResult:
-    """Step 2: full sentences from the accepted templates, one request per seed question."""
+    """Step 2b: full sentences from the accepted templates, one request per seed question."""
     by_id = {s.question_id: s for s in seeds}
     usable: dict[str, list[Candidate]] = defaultdict(list)
     for t in templates:
@@ -177,16 +237,19 @@ def synonym_step(seeds: Sequence[SeedQuestion], templates: Sequence[Candidate], 
                 budget_exhausted = True
                 continue
             try:
-                fillings, problems = parse_step2(outcome.content, [t.text.count(SLOT) for t in owned])
+                fillings, problems = parse_step2(outcome.content, [len(slot_words(t.text)) for t in owned])
             except MalformedResponse as error:
-                results.append(_malformed(question_id, owned[0].sample_id, "synonym", outcome, model, phash, error, attempt))
+                results.append(_malformed(question_id, owned[0].parent_id, "synonym", outcome, model, phash, error, attempt))
                 retry.append(question_id)
                 continue
             for filling in fillings:
                 template = owned[filling.template_index]
                 text = fill_template(template.text, filling.slots)
-                results.append(Candidate(sample_id(question_id, "synonym", text), question_id, "synonym", text, template.sample_id, model, phash, None, True, None))
+                # the parent is the step-1 sentence the template was made from
+                row = Candidate(sample_id(question_id, "synonym", text), question_id, "synonym", text, template.parent_id, model, phash, None, True, None)
+                problem = filling_problem(filling.slots, slot_words(template.text))
+                results.append(row.rejected(f"unusable filling: {problem}") if problem else row)
             for problem in problems:
-                results.append(Candidate(sample_id(question_id, "synonym", problem, outcome.key), question_id, "synonym", problem, owned[0].sample_id, model, phash, None, False, f"unusable filling: {problem}"))
+                results.append(Candidate(sample_id(question_id, "synonym", problem, outcome.key), question_id, "synonym", problem, owned[0].parent_id, model, phash, None, False, f"unusable filling: {problem}"))
         todo = retry
     return StepResult(_score(unique_by_id(results), by_id, embedder, settings.threshold), requests, budget_exhausted)

@@ -1,13 +1,17 @@
-"""The chat prompts of both augmentation steps, and the hash recorded in lineage."""
+"""The chat prompts of both augmentation steps and the judge, and the hash recorded in lineage."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Mapping, Sequence
 
-SLOT = "[x]"
-SLIDE_TEMPLATE_EXAMPLE = "Do you agree with the [x] to bring [x] to my parents has been a [x] life [x] of mine?"
+SLOT_PATTERN = re.compile(r"\[x:([^\[\]]+)\]")  # a slot records the word it replaced: [x:proud]
+TEMPLATE_EXAMPLE = (
+    "Making my parents proud has been one of my main goals in life",
+    "Making my parents [x:proud] has been one of my [x:main] [x:goals] in life",
+)
 JSON_SYSTEM = "You rewrite survey questions for a research dataset. Reply with one JSON object and nothing else."
 
 Messages = list[dict[str, str]]
@@ -18,29 +22,47 @@ def prompt_hash(messages: Sequence[Mapping[str, str]]) -> str:
     return hashlib.sha256(json.dumps(list(messages), sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
 
 
-def paraphrase_messages(seed: str, n_paraphrases: int, n_templates: int) -> Messages:
-    """Step 1: several paraphrases and several [x] templates of one seed question, in one JSON reply."""
+def _seed_lines(seed: str, scale: str) -> str:
+    """The seed with its answer scale: the generator sees whether it is a statement or a question."""
+    return f'Seed survey item: "{seed}"\nAnswer scale: {scale}\n' if scale else f'Seed survey item: "{seed}"\n'
+
+
+def paraphrase_messages(seed: str, n_paraphrases: int, scale: str = "") -> Messages:
+    """Step 1: paraphrases of one seed item that keep its form (a statement stays a statement), in one JSON reply."""
     user = (
-        f'Seed survey question: "{seed}"\n\n'
-        f"1. Write {n_paraphrases} different sentences that ask exactly the same thing as the seed question, "
-        "so that the same answer scale still fits. Vary the wording and the sentence structure; "
-        "do not add or drop information, do not answer it, do not list answer options.\n"
-        f"2. Write {n_templates} templates: copies of the seed question in which replaceable words "
-        f"(nouns, verbs, adjectives, adverbs) are replaced by the slot marker {SLOT}. "
-        f'Example template: "{SLIDE_TEMPLATE_EXAMPLE}"\n\n'
-        'Reply as JSON: {"paraphrases": ["...", ...], "templates": ["...", ...]}'
+        f"{_seed_lines(seed, scale)}\n"
+        f"Write {n_paraphrases} different sentences that say exactly the same thing as the seed item, in the same form: "
+        "if the seed is a statement that respondents agree or disagree with, write statements (not questions); "
+        "if it is a question, write questions. The same answer scale must still fit each sentence. Vary the wording "
+        "and the sentence structure; do not add, drop, negate or reverse anything, do not answer it, do not list answer options.\n\n"
+        'Reply as JSON: {"paraphrases": ["...", ...]}'
+    )
+    return [{"role": "system", "content": JSON_SYSTEM}, {"role": "user", "content": user}]
+
+
+def template_messages(seed: str, sentences: Sequence[str], scale: str = "") -> Messages:
+    """Step 2a: one template per step-1 sentence (the seed among them), each slot recording the word it replaced."""
+    numbered = "\n".join(f"{i}. {t}" for i, t in enumerate(sentences, start=1))
+    example_sentence, example_template = TEMPLATE_EXAMPLE
+    user = (
+        f"{_seed_lines(seed, scale)}\nSentences:\n{numbered}\n\n"
+        "For each sentence write a template: the sentence unchanged except that 1 to 3 replaceable words "
+        "(nouns, verbs, adjectives, adverbs; never 'not', 'no' or a word that carries the negation) are each replaced "
+        "by a slot [x:word] naming exactly the word it replaces.\n"
+        f'Example: sentence "{example_sentence}" -> template "{example_template}"\n\n'
+        'Reply as JSON: {"templates": [{"sentence": 1, "template": "..."}, ...]}'
     )
     return [{"role": "system", "content": JSON_SYSTEM}, {"role": "user", "content": user}]
 
 
 def synonym_messages(seed: str, templates: Sequence[str], fillings_per_template: int) -> Messages:
-    """Step 2: fill the [x] slots of every template of one seed question with context-aware synonyms."""
-    numbered = "\n".join(f"{i}. {t}  ({t.count(SLOT)} slots)" for i, t in enumerate(templates, start=1))
+    """Step 2b: fill the slots of every template of one seed item with context-aware synonyms of their words."""
+    numbered = "\n".join(f"{i}. {t}  ({len(SLOT_PATTERN.findall(t))} slots)" for i, t in enumerate(templates, start=1))
     user = (
-        f'Original survey question: "{seed}"\n\nTemplates:\n{numbered}\n\n'
-        f"For each template give {fillings_per_template} different fillings. A filling replaces every {SLOT}, in "
-        "order, with a word or short phrase that is a synonym of the word it replaced in the original question, "
-        "chosen to fit the context, so the full sentence keeps the original meaning.\n\n"
+        f'Original survey item: "{seed}"\n\nTemplates:\n{numbered}\n\n'
+        f"For each template give {fillings_per_template} different fillings. A filling replaces every slot [x:word], in "
+        "order, with a synonym of that word (a word or short phrase, not the word itself, never its opposite or "
+        "its negation) chosen to fit the context, so the full sentence keeps the original meaning.\n\n"
         'Reply as JSON: {"fillings": [{"template": 1, "slots": ["...", "..."]}, ...]}'
     )
     return [{"role": "system", "content": JSON_SYSTEM}, {"role": "user", "content": user}]

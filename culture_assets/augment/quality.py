@@ -10,9 +10,8 @@ from typing import Sequence
 import numpy as np
 
 from culture_assets.augment.embedder import Embedder
-from culture_assets.augment.prompts import judge_messages
-from culture_assets.augment.responses import MalformedResponse, parse_judge_score
-from culture_assets.llm import ChatRequest, ChatRunner
+from culture_assets.augment.equivalence import judge_scores
+from culture_assets.llm import ChatRunner
 
 
 @dataclass(frozen=True)
@@ -90,13 +89,9 @@ class JudgeSummary:
 
 def judge_equivalence(pairs: Sequence[tuple[str, str]], runner: ChatRunner, pass_score: int = 4) -> JudgeSummary:
     """Rate (seed, variant) pairs 1-5 with the paper's rubric; unparseable ratings are counted, not guessed."""
-    requests = [ChatRequest.of(judge_messages(seed, variant), {"temperature": 0, "max_tokens": 16, "response_format": {"type": "json_object"}}) for seed, variant in pairs]
-    scores, invalid = [], 0
-    for outcome in runner.run(requests):
-        try:
-            scores.append(parse_judge_score(outcome.content or ""))
-        except MalformedResponse:
-            invalid += 1
+    rated = judge_scores(pairs, runner)
+    scores = [s for s in rated if s is not None]
+    invalid = len(rated) - len(scores)
     if not scores:
         return JudgeSummary([], invalid, float("nan"), float("nan"), float("nan"), pass_score)
     values = np.array(scores, dtype=float)

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from culture_assets.augment.prompts import SLOT
+from culture_assets.augment.prompts import SLOT_PATTERN
 
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 
@@ -16,7 +16,8 @@ class MalformedResponse(ValueError):
     """The reply is not the JSON object the prompt asked for."""
 
 
-def _object(content: str) -> dict[str, Any]:
+def reply_object(content: str) -> dict[str, Any]:
+    """The JSON object of a chat reply (a code fence around it tolerated); anything else raises MalformedResponse."""
     text = content.strip()
     fenced = _FENCE.match(text)  # many chat models wrap JSON in a code fence even when told not to
     if fenced:
@@ -37,25 +38,67 @@ def _strings(value: dict[str, Any], field: str) -> list[str]:
     return [" ".join(item.split()) for item in items if item.strip()]
 
 
-@dataclass(frozen=True)
-class Step1Reply:
-    paraphrases: list[str]
-    templates: list[str]
-    invalid_templates: list[str]
-
-
-def parse_step1(content: str) -> Step1Reply:
-    """{"paraphrases": [str], "templates": [str]}; a template without a [x] slot is kept aside as invalid."""
-    value = _object(content)
-    paraphrases = _strings(value, "paraphrases")
-    templates = _strings(value, "templates") if "templates" in value else []
+def parse_step1(content: str) -> list[str]:
+    """{"paraphrases": [str]} -> the paraphrases."""
+    paraphrases = _strings(reply_object(content), "paraphrases")
     if not paraphrases:
         raise MalformedResponse("no paraphrases")
-    return Step1Reply(
-        paraphrases=paraphrases,
-        templates=[t for t in templates if SLOT in t],
-        invalid_templates=[t for t in templates if SLOT not in t],
-    )
+    return paraphrases
+
+
+def slot_words(template: str) -> list[str]:
+    """The words the template's slots replaced, in order."""
+    return [" ".join(word.split()) for word in SLOT_PATTERN.findall(template)]
+
+
+def template_problem(template: str, sentence: str) -> str | None:
+    """Why a template cannot be used for its sentence, or None: it needs a slot, and putting each
+    slot's recorded word back must give the sentence again (the slots say what they replaced)."""
+    if not SLOT_PATTERN.search(template):
+        return "template has no [x:word] slot"
+    restored = SLOT_PATTERN.sub(lambda m: m.group(1), template)
+    if " ".join(restored.casefold().split()) != " ".join(sentence.casefold().split()):
+        return f"template does not restore its sentence (got {restored!r})"
+    return None
+
+
+@dataclass(frozen=True)
+class TemplateReply:
+    sentence_index: int  # 0-based, into the sentences of the request
+    template: str
+
+
+def parse_templates(content: str, n_sentences: int) -> tuple[list[TemplateReply], list[str]]:
+    """{"templates": [{"sentence": n, "template": str}]} -> templates, and one reason per invalid entry."""
+    entries = reply_object(content).get("templates")
+    if not isinstance(entries, list) or not entries:
+        raise MalformedResponse("field 'templates' must be a non-empty list")
+    templates: list[TemplateReply] = []
+    problems: list[str] = []
+    for position, entry in enumerate(entries, start=1):
+        number = entry.get("sentence") if isinstance(entry, dict) else None
+        text = entry.get("template") if isinstance(entry, dict) else None
+        if not isinstance(number, int) or not 1 <= number <= n_sentences:
+            problems.append(f"template {position}: sentence {number!r} is not 1..{n_sentences}")
+        elif not isinstance(text, str) or not text.strip():
+            problems.append(f"template {position}: 'template' must be a non-empty string")
+        else:
+            templates.append(TemplateReply(number - 1, " ".join(text.split())))
+    return templates, problems
+
+
+_NEGATION = re.compile(r"\b(not|no|never|none|nobody|nothing|neither|nor|without)\b|n't\b", re.IGNORECASE)
+
+
+def filling_problem(slots: list[str], replaced: list[str]) -> str | None:
+    """A filling checked against the words its slots replaced: a synonym is another word, and does
+    not bring in a negation the word did not have."""
+    for new, old in zip(slots, replaced):
+        if new.casefold() == old.casefold():
+            return f"filling repeats the replaced word {old!r}"
+        if _NEGATION.search(new) and not _NEGATION.search(old):
+            return f"filling {new!r} negates the replaced word {old!r}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -66,7 +109,7 @@ class Filling:
 
 def parse_step2(content: str, slot_counts: list[int]) -> tuple[list[Filling], list[str]]:
     """{"fillings": [{"template": n, "slots": [str]}]} -> valid fillings, and one reason per invalid entry."""
-    value = _object(content)
+    value = reply_object(content)
     entries = value.get("fillings")
     if not isinstance(entries, list) or not entries:
         raise MalformedResponse("field 'fillings' must be a non-empty list")
@@ -91,13 +134,12 @@ def parse_step2(content: str, slot_counts: list[int]) -> tuple[list[Filling], li
 
 
 def fill_template(template: str, slots: list[str]) -> str:
-    parts = template.split(SLOT)
-    sentence = parts[0] + "".join(slot + rest for slot, rest in zip(slots, parts[1:]))
-    return " ".join(sentence.split())
+    fillings = iter(slots)
+    return " ".join(SLOT_PATTERN.sub(lambda _: next(fillings), template).split())
 
 
 def parse_judge_score(content: str) -> int:
-    value = _object(content)
+    value = reply_object(content)
     score = value.get("score")
     if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5:
         raise MalformedResponse(f"'score' must be an integer 1-5, got {score!r}")

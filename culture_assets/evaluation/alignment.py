@@ -26,13 +26,15 @@ from culture_assets.evaluation.models import ModelUnderTest
 from culture_assets.evaluation.scoring import ChatRunnerFactory, ChoiceTask, ModelScorer, ScoringSettings
 from culture_assets.evaluation.suite import METRIC_COLUMNS, BootstrapSettings, config_hash
 from culture_assets.survey.questions import WVSQuestion
+from culture_assets.training.training_set import user_prompt
 
 DATASET = "wvs_heldout"
 ALIGNMENT_METRICS = ("js_distance", "wasserstein", "modal_accuracy")
 
 
 def question_prompt(question: WVSQuestion) -> str:
-    return f"{question.text}\n{question.option_text()}\nAnswer with the number of one option only."
+    """The question as the models were trained on it: one prompt builder for training and alignment."""
+    return user_prompt(question.text, question)
 
 
 def question_task(question: WVSQuestion, system_prompt: str | None) -> ChoiceTask:

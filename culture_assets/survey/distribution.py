@@ -14,6 +14,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Sequence
 
+import numpy as np
 import polars as pl
 
 from culture_assets.cultures import Culture
@@ -116,6 +117,34 @@ def seed_survey_table(
     mine = counts.filter(pl.col("country_alpha").is_in(list(culture.country_alphas)))
     rows = [question_answer(mine, question, culture, pooling) for question in questions]
     return pl.DataFrame(rows, schema=SEED_SURVEY_SCHEMA)
+
+
+def mode_stability(distribution: Sequence[float], n_valid: int, n_resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """(margin, flip probability) of a question's modal answer.
+
+    The margin is the mode's share minus the runner-up's. The flip probability is the share of
+    multinomial resamples of `n_valid` respondents from the observed distribution whose mode (first
+    code on ties, as the modal answer is chosen) is another code: how often sampling noise alone
+    would change the training target. Design weights are not reflected in `n_valid`, so with
+    weights the effective sample is smaller and the true flip probability somewhat higher.
+    """
+    shares = np.asarray(distribution, dtype=float)
+    if n_valid <= 0 or shares.size == 0 or shares.sum() <= 0:
+        return float("nan"), float("nan")
+    shares = shares / shares.sum()
+    ordered = np.sort(shares)[::-1]
+    margin = float(ordered[0] - (ordered[1] if shares.size > 1 else 0.0))
+    draws = np.random.default_rng(seed).multinomial(n_valid, shares, size=n_resamples)
+    return margin, float((draws.argmax(axis=1) != int(np.argmax(shares))).mean())
+
+
+def mode_stability_table(table: pl.DataFrame, n_resamples: int = 2000, seed: int = 0) -> pl.DataFrame:
+    """question_id, mode_margin, mode_flip_probability for every answered question of a seed_survey table."""
+    rows = [
+        (question_id, *mode_stability(distribution, n_valid, n_resamples, seed))
+        for question_id, distribution, n_valid in table.filter(~pl.col("never_asked")).select("question_id", "distribution", "n_valid").iter_rows()
+    ]
+    return pl.DataFrame(rows, schema={"question_id": pl.String, "mode_margin": pl.Float64, "mode_flip_probability": pl.Float64}, orient="row")
 
 
 def unflagged_unanswered(table: pl.DataFrame) -> list[str]:

@@ -39,9 +39,29 @@ class OpenAIFineTuningSettings(BaseModel):
     n_epochs: int = Field(default=3, ge=1)
     seed: int = 0
     suffix: str = ""
-    price_per_million_tokens: float = Field(default=3.0, ge=0, description="training price in USD per 1M billed tokens")
+    price_per_million_tokens: float | None = Field(default=None, ge=0, description="training price in USD per 1M billed tokens; empty: the base model's list price")
     max_cost_usd: float = Field(default=20.0, ge=0, description="refuse to start a job estimated above this")
     resubmit_failed: bool = False
+
+
+# OpenAI's fine-tuning training prices, USD per 1M billed tokens (openai.com/api/pricing): the spend
+# cap must use the chosen base model's price (GPT-3.5, the paper's model, costs about 2.7x gpt-4o-mini)
+TRAINING_PRICE_PER_MILLION = {"gpt-3.5-turbo": 8.0, "gpt-4o-mini": 3.0, "gpt-4o": 25.0}
+
+
+def training_price(settings: OpenAIFineTuningSettings) -> float:
+    """The configured price, else the list price of the base model (longest matching name first)."""
+    if settings.price_per_million_tokens is not None:
+        return settings.price_per_million_tokens
+    for name in sorted(TRAINING_PRICE_PER_MILLION, key=len, reverse=True):
+        if settings.base_model.startswith(name):
+            return TRAINING_PRICE_PER_MILLION[name]
+    raise InputError(
+        "trainer resource",
+        f"no known fine-tuning price for base model {settings.base_model!r} (known: {sorted(TRAINING_PRICE_PER_MILLION)}); "
+        "set `price_per_million_tokens` so the spend cap can be checked",
+        field="price_per_million_tokens",
+    )
 
 
 @dataclass(frozen=True)
@@ -110,7 +130,7 @@ def estimate_tokens(messages: Sequence[dict[str, str]]) -> int:
 def estimate_cost(examples: Sequence[Sequence[dict[str, str]]], settings: OpenAIFineTuningSettings) -> CostEstimate:
     per_epoch = sum(estimate_tokens(m) for m in examples)
     billed = per_epoch * settings.n_epochs
-    return CostEstimate(len(examples), per_epoch, settings.n_epochs, billed, billed / 1e6 * settings.price_per_million_tokens)
+    return CostEstimate(len(examples), per_epoch, settings.n_epochs, billed, billed / 1e6 * training_price(settings))
 
 
 def _sha256(data: bytes) -> str:

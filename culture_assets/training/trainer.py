@@ -76,7 +76,7 @@ class TrainerSettings(BaseModel):
     save_steps: int = _LORA["save_steps"]
     api_key: Optional[str] = Field(default=None, description="Secret for kind='openai'; empty: $OPENAI_API_KEY.")
     base_url: str = Field(default="", description="OpenAI-compatible base URL; empty: $OPENAI_BASE_URL, else OpenAI.")
-    price_per_million_tokens: float = _OPENAI["price_per_million_tokens"]
+    price_per_million_tokens: Optional[float] = _OPENAI["price_per_million_tokens"]
     max_cost_usd: float = _OPENAI["max_cost_usd"]
     resubmit_failed: bool = _OPENAI["resubmit_failed"]
 

@@ -10,11 +10,16 @@ figures, and why they are made this way:
   variants is trained on, so the WVS alignment evaluation on them is not leaked.
 - The validation split is drawn from variants only: every answered seed question stays in
   training, which matters for the seed-only ablation (50 samples, no variants to spare).
-- A requested size is filled seeds first, then variants round-robin over questions in a seeded
-  order, so a 150-sample set covers every question about evenly. Asking for more samples than
-  exist is an error: an ablation labelled "1000" must have 1000 samples.
+- A size counts generated samples, as the paper's 50/150/500/1000 do: every answered seed
+  question is trained, and `size` variants come on top, round-robin over questions in a seeded
+  order, so a 150-sample set covers every question about evenly. Asking for more variants than
+  exist raises `UnfillableSize` naming what was achievable: an ablation labelled "1000" must have
+  1000 generated samples. `size_matched_to` sizes a set by what another step set can fill, so
+  ablation arms that differ in steps compare equal numbers of samples.
 - Soft targets (`targets="distribution"`) draw each sample's answer from the culture's answer
   distribution (seeded per sample), so the expected training signal is the distribution itself.
+  `targets="weighted_median"` trains the median code of the ordinal scale instead of the mode,
+  which sampling noise flips less often (seed_survey reports each mode's flip probability).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import hashlib
 import json
 import random
 from enum import Enum
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -54,6 +59,7 @@ class PromptLanguage(str, Enum):
 
 class Targets(str, Enum):
     MODE = "mode"
+    WEIGHTED_MEDIAN = "weighted_median"  # ordinal scales: the code where the cumulative distribution reaches 1/2
     DISTRIBUTION = "distribution"
 
 
@@ -62,12 +68,15 @@ class TrainingSetSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    size: int | None = Field(default=None, ge=1)
+    size: int | None = Field(default=None, ge=0, description="generated samples on top of all answered seeds; None: every variant")
+    size_matched_to: tuple[str, ...] | None = Field(default=None, description="size = the variants available with these steps")
     steps: tuple[str, ...] = STEPS
     heldout_count: int = Field(default=5, ge=0)
+    heldout_topic: str | None = Field(default=None, description="hold out every question of this topic (one fold of K-fold over topics) instead of heldout_count single items")
     validation_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
     targets: Targets = Targets.MODE
     prompt_language: PromptLanguage = PromptLanguage.ENGLISH
+    question_language: PromptLanguage = Field(default=PromptLanguage.ENGLISH, description="native: questions translated into the culture's language")
     seed: int = 0
 
     @field_validator("steps")
@@ -79,6 +88,19 @@ class TrainingSetSpec(BaseModel):
         return tuple(s for s in STEPS if s in steps)
 
 
+class UnfillableSize(InputError):
+    """A requested size needs more generated samples than the augmentation produced for a culture."""
+
+    def __init__(self, culture: str, requested: int, available: int, seeds: int, steps: Sequence[str], heldout: int):
+        self.requested, self.available = requested, available
+        super().__init__(
+            "training_set",
+            f"{culture}: asked for {requested} samples (generated, on top of the {seeds} answered seeds) but only {available} "
+            f"exist with steps {list(steps)} ({heldout} questions held out); generate more variants or lower the size",
+            field="size",
+        )
+
+
 def stable_unit(*parts: object) -> float:
     """A number in [0, 1) fixed by its inputs: seeded choices that do not depend on row order."""
     digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
@@ -88,6 +110,23 @@ def stable_unit(*parts: object) -> float:
 def heldout_questions(question_ids: Sequence[str], count: int, seed: int) -> list[str]:
     """The `count` seed questions kept aside for the WVS alignment evaluation (same for every culture)."""
     return sorted(sorted(question_ids, key=lambda q: stable_unit("heldout", seed, q))[:count])
+
+
+def heldout_ids(questions: Sequence[WVSQuestion], spec: TrainingSetSpec) -> set[str]:
+    """The questions no sample is trained on: a whole topic when `heldout_topic` is set (a single
+    held-out item of a battery would be answered by its trained neighbours), else `heldout_count`
+    items chosen by a seeded hash."""
+    if spec.heldout_topic is not None:
+        chosen = {q.id for q in questions if q.topic == spec.heldout_topic}
+        if not chosen:
+            raise InputError("training_set", f"no question has topic {spec.heldout_topic!r}; topics: {topics(questions)}", field="heldout_topic")
+        return chosen
+    return set(heldout_questions([q.id for q in questions], spec.heldout_count, spec.seed))
+
+
+def topics(questions: Sequence[WVSQuestion]) -> list[str]:
+    """The topics in question order: the folds of the held-out-topic models."""
+    return list(dict.fromkeys(q.topic for q in questions))
 
 
 def system_prompt(culture: Culture, language: PromptLanguage) -> str:
@@ -124,9 +163,22 @@ def check_augmented(augmented: pl.DataFrame, questions: dict[str, WVSQuestion], 
         raise InputError(source, f"sample ids repeat: {sorted(duplicates)[:5]}", field="sample_id")
 
 
+def weighted_median(codes: Sequence[int], distribution: Sequence[float]) -> int:
+    """The lowest code whose cumulative share reaches one half: a target for an ordinal scale that a
+    few respondents cannot flip the way they flip a near-tied mode."""
+    total, cumulative = float(sum(distribution)), 0.0
+    for code, share in zip(codes, distribution):
+        cumulative += share
+        if cumulative >= total / 2:
+            return int(code)
+    return int(codes[-1])
+
+
 def _answer(row: dict, spec: TrainingSetSpec) -> tuple[str, str]:
     if spec.targets is Targets.MODE:
         return str(row["modal_answer"]), "mode"
+    if spec.targets is Targets.WEIGHTED_MEDIAN:
+        return str(weighted_median(row["codes"], row["distribution"])), "weighted_median"
     rng = random.Random(stable_unit("target", spec.seed, row["sample_id"]))
     return str(rng.choices(row["codes"], weights=row["distribution"])[0]), "sampled"
 
@@ -137,12 +189,17 @@ def build_training_set(
     questions: Sequence[WVSQuestion],
     culture: Culture,
     spec: TrainingSetSpec,
+    translations: Mapping[str, str] | None = None,
 ) -> pl.DataFrame:
-    """Rows of the training_set contract for one culture (see the module docstring for the choices)."""
+    """Rows of the training_set contract for one culture (see the module docstring for the choices).
+
+    With `question_language` native, each question text is replaced by its entry in `translations`
+    (English text -> the culture's language); a text without one is left out, so the caller reports it.
+    """
     by_id = {q.id: q for q in questions}
     check_augmented(augmented, by_id)
     answers = seed_survey.filter(~pl.col("never_asked")).select("question_id", "modal_answer", "codes", "distribution")
-    heldout = set(heldout_questions(list(by_id), spec.heldout_count, spec.seed))
+    heldout = heldout_ids(questions, spec)
     pool = (
         augmented.filter(pl.col("step").is_in(list(spec.steps)))
         .join(answers, on="question_id", how="inner")
@@ -157,15 +214,15 @@ def build_training_set(
         pl.when(pl.col("step") == "seed").then(0.0).otherwise(pl.col("_key") + 1.0).alias("_within")
     ).with_columns(pl.col("_within").rank("ordinal").over("question_id").alias("_rank"))
     trainable = trainable.sort("_rank", "_key")
-    if spec.size is not None:
-        if spec.size > trainable.height:
-            raise InputError(
-                "training_set",
-                f"{culture.key}: asked for {spec.size} samples but only {trainable.height} exist with steps "
-                f"{list(spec.steps)} ({len(heldout)} questions held out); generate more variants or lower the size",
-                field="size",
-            )
-        trainable = trainable.head(spec.size)
+    seeds = trainable.filter(pl.col("step") == "seed")
+    variants = trainable.filter(pl.col("step") != "seed")
+    size = spec.size
+    if spec.size_matched_to is not None:
+        size = available_variants(augmented, answers, heldout, spec.size_matched_to)
+    if size is not None:
+        if size > variants.height:
+            raise UnfillableSize(culture.key, size, variants.height, seeds.height, spec.steps, len(heldout))
+        trainable = pl.concat([seeds, variants.head(size)], how="vertical")
     is_validation = (pl.col("step") != "seed") & (
         pl.col("sample_id").map_elements(lambda s: stable_unit("validation", spec.seed, s), return_dtype=pl.Float64)
         < spec.validation_fraction
@@ -174,10 +231,16 @@ def build_training_set(
     heldout_rows = heldout_rows.with_columns(pl.lit("heldout").alias("split"))
 
     system = system_prompt(culture, spec.prompt_language)
+    native = spec.question_language is PromptLanguage.NATIVE
+    if native and translations is None:
+        raise InputError("training_set", f"{culture.key}: native-language questions need translations", field="question_language")
     rows = []
     for row in pl.concat([trainable.drop("_within", "_rank"), heldout_rows], how="vertical").iter_rows(named=True):
+        text = translations.get(row["text"]) if native else row["text"]
+        if text is None:
+            continue
         answer, target = _answer(row, spec)
-        messages = chat_messages(system, row["text"], by_id[row["question_id"]], answer)
+        messages = chat_messages(system, text, by_id[row["question_id"]], answer)
         rows.append(
             {
                 "sample_id": row["sample_id"],
@@ -191,6 +254,12 @@ def build_training_set(
             }
         )
     return pl.DataFrame(rows, schema=TRAINING_SET_SCHEMA)
+
+
+def available_variants(augmented: pl.DataFrame, answers: pl.DataFrame, heldout: set[str], steps: Sequence[str]) -> int:
+    """Generated samples a culture could train on with these steps (answered, not held out)."""
+    usable = augmented.filter(pl.col("step").is_in([s for s in steps if s != "seed"]) & ~pl.col("question_id").is_in(list(heldout)))
+    return usable.join(answers.select("question_id"), on="question_id", how="semi").height
 
 
 def training_set_version(table: pl.DataFrame) -> str:

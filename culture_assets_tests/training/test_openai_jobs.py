@@ -49,7 +49,12 @@ def test_jsonl_validation_names_line_and_field():
         validate_chat_jsonl(chat_jsonl(ROWS[:3]), "train.jsonl")
     estimate = estimate_cost(ROWS, SETTINGS)
     assert estimate.billed_tokens == 2 * estimate.tokens_per_epoch > 12 * 20
-    assert estimate.cost_usd == pytest.approx(estimate.billed_tokens * 3.0 / 1e6)
+    assert estimate.cost_usd == pytest.approx(estimate.billed_tokens * 3.0 / 1e6)  # gpt-4o-mini's list price
+    gpt35 = estimate_cost(ROWS, SETTINGS.model_copy(update={"base_model": "gpt-3.5-turbo-0125"}))
+    assert gpt35.cost_usd == pytest.approx(estimate.billed_tokens * 8.0 / 1e6)  # the paper's base model
+    assert estimate_cost(ROWS, SETTINGS.model_copy(update={"price_per_million_tokens": 1.0})).cost_usd == pytest.approx(estimate.billed_tokens / 1e6)
+    with pytest.raises(InputError, match="no known fine-tuning price for base model 'my-model'.*price_per_million_tokens"):
+        estimate_cost(ROWS, SETTINGS.model_copy(update={"base_model": "my-model"}))
 
 
 def test_job_is_created_once_polled_step_by_step_and_found_again_on_rerun(api, tmp_path):

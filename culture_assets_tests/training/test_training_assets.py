@@ -11,6 +11,10 @@ import polars as pl
 from culture_assets.assets import survey
 from culture_assets.assets.models import ablation_model, culture_model, culturellm_one, openai_fine_tuning_sensor
 from culture_assets.assets.training_sets import ablation_training_set, training_set
+from culture_assets.augment.resource import EmbedderResource
+from culture_assets.llm import LLMResource
+from culture_assets.training.ablations import fixed_optimizer_steps
+from culture_assets_tests.fake_augmentation_llm import augmentation_chat_reply
 from culture_assets.cultures import load_registry
 from culture_assets.io_manager import ArtifactIOManager
 from culture_assets.resources import SurveySourceResource, WarehouseResource
@@ -29,18 +33,20 @@ ASSETS = [survey.wvs_questions, survey.wvs_wave, survey.seed_survey, augmented_q
           culture_model, culturellm_one, ablation_model]
 
 
-def resources(data_home: Path, trainer: TrainerResource) -> dict:
+def resources(data_home: Path, trainer: TrainerResource, llm: LLMResource | None = None) -> dict:
     return {
         "io_manager": ArtifactIOManager(data_home=str(data_home)),
         "warehouse": WarehouseResource(data_home=str(data_home)),
         "survey_source": SurveySourceResource(),
         "trainer": trainer,
+        "llm": llm or LLMResource(),  # only the native-language arm calls it (to translate)
+        "embedder": EmbedderResource(),
     }
 
 
 def run(selection: list, data_home: Path, trainer: TrainerResource, instance: dg.DagsterInstance, partition: str | None = None,
-        raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
-    return dg.materialize(ASSETS, selection=selection, partition_key=partition, resources=resources(data_home, trainer),
+        raise_on_error: bool = True, llm: LLMResource | None = None) -> dg.ExecuteInProcessResult:
+    return dg.materialize(ASSETS, selection=selection, partition_key=partition, resources=resources(data_home, trainer, llm),
                           instance=instance, raise_on_error=raise_on_error)
 
 
@@ -96,23 +102,52 @@ def test_training_sets_culture_models_and_culturellm_one(tiny_model_dir, data_ho
     assert again["adapter_path"] == german["adapter_path"] and again["artifact_hash"] == german["artifact_hash"]
 
 
-def test_ablation_models_are_materialized_per_culture_and_variant(tiny_model_dir, data_home):
+def test_ablation_models_are_materialized_per_culture_and_variant(tiny_model_dir, data_home, fake_openai):
+    fake_openai.chat_reply = augmentation_chat_reply
+    llm = LLMResource(model="fake-model", api_key="sk-test", base_url=fake_openai.base_url, backoff_base_s=0.01)
     instance = dg.DagsterInstance.ephemeral()
     trainer = tiny_trainer(tiny_model_dir, data_home)
     run([survey.wvs_questions, augmented_questions], data_home, trainer, instance)
     run([survey.seed_survey], data_home, trainer, instance, "korean")
-    records = {}
-    for variant in ("seed_only", "prompt_native"):
+    records, sets, metadata = {}, {}, {}
+    for variant in ("seed_only", "prompt_english", "prompt_native"):
         key = dg.MultiPartitionKey({"culture": "korean", "variant": variant})
-        records[variant] = run([ablation_training_set, ablation_model], data_home, trainer, instance, key).output_for_node("ablation_model")
+        result = run([ablation_training_set, ablation_model], data_home, trainer, instance, key, llm=llm)
+        records[variant] = result.output_for_node("ablation_model")
+        sets[variant] = result.output_for_node("ablation_training_set")
+        metadata[variant] = result.asset_materializations_for_node("ablation_training_set")[0].metadata
     assert records["seed_only"]["model_key"] == "korean-seed_only" and records["seed_only"]["variant"] == "seed_only"
-    assert records["prompt_native"]["system_prompt"] == load_registry().get("korean").system_prompt.native
     assert records["seed_only"]["n_train"] < records["prompt_native"]["n_train"]
+    # the native arm: the questions translated by the generator, the system prompt the English arm's
+    english_prompt = load_registry().get("korean").system_prompt.english
+    assert records["prompt_native"]["system_prompt"] == records["prompt_english"]["system_prompt"] == english_prompt
+    questions = {arm: [json.loads(m)[1]["content"] for m in sets[arm]["messages_json"]] for arm in ("prompt_english", "prompt_native")}
+    assert all(q.startswith("[Korean] ") for q in questions["prompt_native"]) and len(questions["prompt_native"]) == len(questions["prompt_english"])
+    assert not any("[Korean]" in q for q in questions["prompt_english"])
+    assert metadata["prompt_native"]["untranslated_texts"].value == 0
+    assert metadata["prompt_native"]["back_translation_similarity_min"].value > 0.99  # the fake's back-translation restores the text
+    sent = fake_openai.count(r"/chat/completions")
+    assert sent > 0
+    run([ablation_training_set], data_home, trainer, instance, dg.MultiPartitionKey({"culture": "korean", "variant": "prompt_native"}), llm=llm)
+    assert fake_openai.count(r"/chat/completions") == sent  # translations come from the cache
     assert records["seed_only"]["adapter_path"] != records["prompt_native"]["adapter_path"]
     failed = run([ablation_training_set], data_home, trainer, instance, dg.MultiPartitionKey({"culture": "korean", "variant": "size_1000"}),
                  raise_on_error=False)
     assert not failed.success
     assert "asked for 1000 samples" in str(failed.get_step_failure_events()[0].event_specific_data.error)
+    reported = failed.get_step_failure_events()[0].step_failure_data.user_failure_data.metadata
+    assert reported["requested_size"].value == 1000 and 0 < reported["achievable_size"].value < 1000
+
+    # size arms train the same optimiser steps whatever their size; the _epochs arm trains epochs instead
+    by_epochs = TrainerResource(**{**trainer.model_dump(), "max_steps": -1, "epochs": 0.05})
+    steps = {}
+    for variant in ("size_50", "size_50_epochs"):
+        key = dg.MultiPartitionKey({"culture": "korean", "variant": variant})
+        record = run([ablation_training_set, ablation_model], data_home, by_epochs, instance, key).output_for_node("ablation_model")
+        steps[variant] = json.loads((Path(record["adapter_path"]) / MANIFEST).read_text())["global_step"]
+    table = pl.read_parquet(next((data_home / "assets" / "ablation_training_set").glob("korean*size_50.parquet")))
+    seeds = table.filter((pl.col("split") == "train") & (pl.col("step") == "seed")).height
+    assert steps["size_50"] == fixed_optimizer_steps(seeds, 8, 0.05) > steps["size_50_epochs"]
 
 
 def test_openai_trainer_through_dagster_waits_for_the_job_without_paying_twice(data_home, fake_openai):

@@ -11,12 +11,13 @@ from culture_assets.resources import SurveySourceResource
 from culture_assets.survey.answers import read_answer_counts
 from culture_assets.survey.distribution import Pooling, seed_survey_table
 from culture_assets.survey.questions import load_questions
-from culture_assets.training.ablations import ABLATIONS, ablation_spec
+from culture_assets.training.ablations import ABLATION_SIZES, ABLATIONS, ablation_spec, fixed_optimizer_steps, per_question_cap
 from culture_assets.training.training_set import (
     ANSWER_INSTRUCTION,
     PromptLanguage,
     Targets,
     TrainingSetSpec,
+    UnfillableSize,
     build_training_set,
     heldout_questions,
     training_set_version,
@@ -82,18 +83,60 @@ def test_validation_comes_from_variants_so_every_seed_question_is_trained():
     assert trained_seeds == set(table.filter(pl.col("split") != "heldout")["question_id"])
 
 
-def test_size_fills_seeds_first_then_variants_round_robin():
+def test_size_counts_generated_samples_on_top_of_every_seed_round_robin():
     table = build(TrainingSetSpec(size=60, heldout_count=0, validation_fraction=0.0), culture="german")
-    assert table.height == 60
-    assert table.filter(pl.col("step") == "seed").height == 50
-    assert table.filter(pl.col("step") != "seed")["question_id"].n_unique() == 10
+    assert table.filter(pl.col("step") == "seed").height == 50 and table.height == 50 + 60
+    assert table.filter(pl.col("step") != "seed")["question_id"].n_unique() == 50
     small = build(TrainingSetSpec(size=20, heldout_count=0), culture="german")
-    assert small.height == 20 and set(small["step"]) == {"seed"}
+    assert small.filter(pl.col("step") == "seed").height == 50 and small.filter(pl.col("step") != "seed").height == 20
 
 
 def test_asking_for_more_samples_than_exist_is_a_clear_error():
-    with pytest.raises(InputError, match=r"asked for 1000 samples but only \d+ exist"):
+    with pytest.raises(UnfillableSize, match=r"german: asked for 1000 samples \(generated, on top of the \d+ answered seeds\) but only \d+ exist") as error:
         build(TrainingSetSpec(size=1000), culture="german")
+    assert error.value.requested == 1000 and 0 < error.value.available < 1000
+
+
+def many_variants(per_question: int) -> pl.DataFrame:
+    """What an augmentation that produced `per_question` accepted variants of every seed hands on."""
+    seeds = augmented_questions(paraphrases=0, synonyms=0)
+    rows = [
+        {"sample_id": f"{q}-{step}-{i}", "question_id": q, "text": f"Variant {i} ({step}): {text}", "step": step,
+         "parent_id": sid, "similarity": 0.9, "model": "fake", "prompt_hash": "p"}
+        for sid, q, text in seeds.select("sample_id", "question_id", "text").iter_rows()
+        for i in range(per_question) for step in (("paraphrase",) if i % 2 else ("synonym",))
+    ]
+    return pl.concat([seeds, pl.DataFrame(rows, schema=seeds.schema)])
+
+
+def test_every_ablation_size_builds_for_every_culture_or_reports_what_it_could_reach():
+    augmented = many_variants(per_question=25)
+    for culture in load_registry().keys:
+        answers = survey(culture)
+        answered_trainable = answers.filter(~pl.col("never_asked") & ~pl.col("question_id").is_in(heldout_questions([q.id for q in QUESTIONS], 5, 0))).height
+        steps = set()
+        for size in ABLATION_SIZES:
+            spec = ablation_spec(f"size_{size}", TrainingSetSpec(validation_fraction=0.0))
+            if size > 25 * answered_trainable:
+                with pytest.raises(UnfillableSize, match=f"{culture}: asked for {size} samples"):
+                    build_training_set(augmented, answers, QUESTIONS, load_registry().get(culture), spec)
+                continue
+            table = build_training_set(augmented, answers, QUESTIONS, load_registry().get(culture), spec)
+            trained = table.filter(pl.col("split") != "heldout")
+            assert trained.filter(pl.col("step") != "seed").height == size
+            assert trained.filter(pl.col("step") == "seed").height == answered_trainable
+            steps.add(fixed_optimizer_steps(answered_trainable, 8, 3.0))
+        assert len(steps) == 1  # every size of a culture trains the same number of optimiser steps
+    assert per_question_cap(50) * 45 >= max(ABLATION_SIZES)  # the filter keeps enough per trained question when all are answered
+
+
+def test_step_arms_are_size_matched():
+    augmented = many_variants(per_question=6)
+    paraphrase_only = build_training_set(augmented, survey("german"), QUESTIONS, load_registry().get("german"), ablation_spec("plus_paraphrase", TrainingSetSpec()))
+    both_steps = build_training_set(augmented, survey("german"), QUESTIONS, load_registry().get("german"), ablation_spec("plus_synonym", TrainingSetSpec()))
+    generated = [t.filter((pl.col("split") != "heldout") & (pl.col("step") != "seed")) for t in (paraphrase_only, both_steps)]
+    assert generated[0].height == generated[1].height > 0
+    assert set(generated[0]["step"]) == {"paraphrase"} and set(generated[1]["step"]) == {"paraphrase", "synonym"}
 
 
 def test_step_filter_and_ablation_variants():
@@ -101,8 +144,8 @@ def test_step_filter_and_ablation_variants():
     assert set(seed_only["step"]) == {"seed"}
     plus_one = build(ablation_spec("plus_paraphrase", TrainingSetSpec()), culture="german")
     assert set(plus_one["step"]) == {"seed", "paraphrase"}
-    native = build(ablation_spec("prompt_native", TrainingSetSpec()), culture="german")
-    assert json.loads(native["messages_json"][0])[0]["content"] == load_registry().get("german").system_prompt.native
+    with pytest.raises(InputError, match="native-language questions need translations"):
+        build(ablation_spec("prompt_native", TrainingSetSpec()), culture="german")
     assert set(ABLATIONS) >= {"size_50", "size_150", "size_500", "size_1000", "seed_only", "plus_synonym", "prompt_english"}
 
 
@@ -130,3 +173,24 @@ def test_native_prompt_option_uses_registry_text():
     spec = TrainingSetSpec(prompt_language=PromptLanguage.NATIVE, heldout_count=0)
     table = build(spec, culture="korean")
     assert json.loads(table["messages_json"][0])[0]["content"] == load_registry().get("korean").system_prompt.native
+
+
+def test_a_held_out_topic_never_appears_in_training_and_alignment_prompts_match_training():
+    from culture_assets.evaluation.alignment import question_task
+    from culture_assets.training.training_set import topics
+
+    folds = topics(QUESTIONS)
+    assert len(folds) == 7
+    for topic in folds:
+        table = build(TrainingSetSpec(heldout_topic=topic, validation_fraction=0.2), culture="german")
+        in_topic = {q.id for q in QUESTIONS if q.topic == topic}
+        trained = table.filter(pl.col("split") != "heldout")
+        assert not in_topic & set(trained["question_id"])
+        assert set(table.filter(pl.col("split") == "heldout")["question_id"]) <= in_topic
+    with pytest.raises(InputError, match="no question has topic 'Sports'"):
+        build(TrainingSetSpec(heldout_topic="Sports"), culture="german")
+    # the alignment prompt of a seed question is the training prompt of its seed row
+    seed_row = build(TrainingSetSpec(heldout_count=0, validation_fraction=0.0), culture="german").filter(pl.col("step") == "seed").row(0, named=True)
+    question = next(q for q in QUESTIONS if q.id == seed_row["question_id"])
+    trained_messages = json.loads(seed_row["messages_json"])
+    assert question_task(question, trained_messages[0]["content"]).prompts[0] == trained_messages[:2]
