@@ -25,9 +25,15 @@ class ArtifactIOManager(dg.ConfigurableIOManager):
     data_home: str = ""
     storage: str = ""
 
+    def _root(self) -> UPath:
+        if self.storage:
+            return UPath(self.storage)
+        if self.data_home:
+            return UPath(data_home(self.data_home) / "assets")
+        return storage_root()
+
     def _base(self, key: dg.AssetKey) -> UPath:
-        root = UPath(self.storage) if self.storage else UPath(data_home(self.data_home) / "assets") if self.data_home else storage_root()
-        return root.joinpath(*key.path)
+        return self._root().joinpath(*key.path)
 
     def _file(self, key: dg.AssetKey, partition: str) -> UPath:
         base = self._base(key)
