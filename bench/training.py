@@ -1,43 +1,44 @@
-"""Local trainer throughput and memory: LoRA (the project's way) vs full fine-tuning (the naive way).
+"""LoRA training throughput and memory on Qwen2.5-0.5B's shape: this project's trainer vs TRL's SFTTrainer.
 
-Builds a tiny and a small random Llama-style chat model here (no model hub), trains each for a few
-steps on chat samples of the seed questions with answer-only loss, once with `train_lora` and once
-as a full fine-tune with the same data, collator and batch size. Each run is a child process, so
-its peak RSS is its own. With a GPU it also trains a 0.5B-class model (Qwen2-0.5B dimensions) with
-LoRA and reports model FLOPs utilisation.
+Builds a random-initialised model with Qwen2.5-0.5B-Instruct's architecture (hidden 896, 14 heads / 2 KV heads, MLP
+4864, vocabulary 151,936, tied embeddings; no model hub, no weights) and trains LoRA on chat samples of the seed
+questions with the loss on the answer only, once with `train_lora` and once with TRL's SFTTrainer given the same
+LoraConfig, samples, batch size, steps, learning rate and precision (prompt-completion data, completion-only loss).
+The runs alternate (ours, TRL, ours, TRL, ...) in child processes, so machine load falls on both and each peak RSS is
+its own; the medians are compared. On a CPU the model keeps all of its width but only `--layers` of its 24 layers
+(said in the output); on a GPU all 24, with model FLOPs utilisation.
 
-    python bench/training.py [--batch-size 8]
+    python bench/training.py [--layers 2] [--batch-size 4] [--steps 4] [--rounds 2]
 
-Ends with one JSON line: {"bench": "training", "samples_per_s", "peak_rss_mb", "device"} for the
-LoRA run of the largest model on the best device present.
+Ends with one JSON line: {"bench": "training", "samples_per_s", "tokens_per_s", "peak_rss_mb", "device", "layers",
+"trl_speedup", "mfu", ...}; `trl_speedup` = our samples/s / TRL's (target >= 1.0).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from culture_assets.survey.questions import load_questions  # noqa: E402
+from culture_assets.training.lora import LoraHyperParameters  # noqa: E402
 from culture_assets.training.training_set import chat_messages  # noqa: E402
 
-MODELS = {
-    "tiny": {"hidden_size": 64, "layers": 2, "heads": 4, "steps": 30},
-    "small": {"hidden_size": 512, "layers": 8, "heads": 8, "steps": 8},
-}
-# Qwen2-0.5B: 24 layers, hidden 896, 14 heads / 2 KV heads, MLP 4864, vocab 151936 (about 494M parameters)
-QWEN05B = {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
-           "num_key_value_heads": 2, "vocab_size": 151936}
-PEAK_BF16_TFLOPS = {"H100 PCIe": 756.0, "H100": 989.0, "H200": 989.0, "A100": 312.0}
+# bf16 dense peak (no sparsity) from the vendors' data sheets
+PEAK_BF16_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0}
 FRAMES = ("{}", "In your opinion: {}", "Tell me honestly. {}", "Frankly, in your view: {}")
+LEARNING_RATE = 2e-4
 
 
 def samples() -> list[list[dict[str, str]]]:
@@ -45,81 +46,89 @@ def samples() -> list[list[dict[str, str]]]:
             for q in load_questions() for frame in FRAMES]
 
 
-def build_models(target: Path, with_gpu_model: bool) -> dict[str, Path]:
-    from culture_assets.tiny_model import build_tiny_chat_model
+def hyperparameters(spec: dict) -> LoraHyperParameters:
+    return LoraHyperParameters(max_steps=spec["steps"], batch_size=spec["batch_size"], save_steps=10_000, learning_rate=LEARNING_RATE)
 
-    corpus = [q.text + " " + q.option_text() for q in load_questions()] * 4
-    built = {}
-    for name, dims in MODELS.items():
-        built[name] = build_tiny_chat_model(target / name, corpus, hidden_size=dims["hidden_size"], layers=dims["layers"], heads=dims["heads"])
-    if with_gpu_model:
-        import torch
-        from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-        path = target / "qwen05b-class"
-        tokenizer = AutoTokenizer.from_pretrained(built["tiny"])
-        tokenizer.save_pretrained(path)
-        torch.manual_seed(0)
-        config = Qwen2Config(**QWEN05B, tie_word_embeddings=True, max_position_embeddings=2048,
-                             bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-        Qwen2ForCausalLM(config).save_pretrained(path)
-        built["qwen05b-class"] = path
-    return built
+def run_ours(spec: dict, rows: list) -> float:
+    from culture_assets.training.lora import train_lora
+
+    adapter = train_lora(spec["model"], rows, Path(spec["out"]), "bench", hyperparameters(spec), progress=lambda _: None)
+    return adapter.manifest["train_samples_per_second"]
+
+
+def run_trl(spec: dict, rows: list) -> float:
+    """TRL's SFTTrainer with the LoraConfig, precision and optimiser settings train_lora uses."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    from culture_assets.training.lora import load_tokenizer
+
+    params = hyperparameters(spec)
+    cuda = torch.cuda.is_available()
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    lora = LoraConfig(task_type="CAUSAL_LM", r=params.lora_r, lora_alpha=params.lora_alpha, lora_dropout=params.lora_dropout,
+                      target_modules=params.target_modules)
+    config = SFTConfig(
+        output_dir=spec["out"], max_steps=params.max_steps, per_device_train_batch_size=params.batch_size,
+        learning_rate=params.learning_rate, seed=params.seed, data_seed=params.seed, max_length=params.max_length,
+        completion_only_loss=True, packing=False, save_strategy="no", report_to=[], logging_steps=10, disable_tqdm=True,
+        use_cpu=not cuda, bf16=bf16, dataloader_pin_memory=cuda,
+        model_init_kwargs={"dtype": torch.bfloat16 if bf16 else torch.float32},
+    )
+    # conversational prompt-completion rows: TRL renders them with the chat template and masks the prompt
+    data = Dataset.from_list([{"prompt": m[:-1], "completion": m[-1:]} for m in rows])
+    trainer = SFTTrainer(model=spec["model"], args=config, train_dataset=data, peft_config=lora,
+                         processing_class=load_tokenizer(Path(spec["model"])))
+    return trainer.train().metrics["train_samples_per_second"]
 
 
 def child(spec: dict) -> dict:
-    """One training run in this process; returns its throughput and this process's peak RSS."""
+    """One training run in this process: its samples/s and this process's peak RSS."""
     import torch
-    from safetensors.torch import load_file
-    from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
-    from culture_assets.training.lora import IGNORE_INDEX, LoraHyperParameters, encode_chat, load_tokenizer, train_lora
+    from culture_assets.training.lora import encode_chat, load_tokenizer
 
     rows = samples()
-    model_path = Path(spec["model"])
-    batch, steps = spec["batch_size"], spec["steps"]
-    tokenizer = load_tokenizer(model_path)
-    mean_tokens = sum(len(encode_chat(tokenizer, m, 512)["input_ids"]) for m in rows) / len(rows)
-    if spec["method"] == "lora":
-        params = LoraHyperParameters(max_steps=steps, batch_size=batch, save_steps=10_000, learning_rate=1e-3)
-        adapter = train_lora(str(model_path), rows, Path(spec["out"]), f"bench-{spec['name']}", params, progress=lambda _: None)
-        samples_per_s = adapter.manifest["train_samples_per_second"]
-        total = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(model_path).parameters())
-        trainable = sum(t.numel() for t in load_file(adapter.path / "adapter_model.safetensors").values())
-    else:
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-        args = TrainingArguments(output_dir=spec["out"], max_steps=steps, per_device_train_batch_size=batch, learning_rate=1e-4,
-                                 save_strategy="no", report_to=[], disable_tqdm=True, logging_steps=10_000,
-                                 use_cpu=not torch.cuda.is_available())
-        data = [encode_chat(tokenizer, m, 512) for m in rows]
-        trainer = Trainer(model=model, args=args, train_dataset=data,
-                          data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX, padding=True))
-        samples_per_s = trainer.train().metrics["train_samples_per_second"]
-        total = trainable = sum(p.numel() for p in model.parameters())
-    return {"samples_per_s": samples_per_s, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "total_params": total, "trainable_params": trainable, "mean_tokens": mean_tokens,
-            "device": "cuda" if torch.cuda.is_available() else "cpu",
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None}
+    tokenizer = load_tokenizer(Path(spec["model"]))
+    mean_tokens = statistics.fmean(len(encode_chat(tokenizer, m, 512)["input_ids"]) for m in rows)
+    samples_per_s = (run_ours if spec["trainer"] == "ours" else run_trl)(spec, rows)
+    cuda = torch.cuda.is_available()
+    return {"samples_per_s": samples_per_s, "mean_tokens": mean_tokens,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "device": "cuda" if cuda else "cpu", "gpu": torch.cuda.get_device_name(0) if cuda else None,
+            "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None}
 
 
 def run_child(spec: dict) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True, check=False)
     if out.returncode != 0:
-        raise RuntimeError(f"bench child {spec['name']}/{spec['method']} failed:\n{out.stderr[-3000:]}")
+        raise RuntimeError(f"bench child {spec['trainer']} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def parameter_count(model_dir: Path) -> int:
+    from safetensors import safe_open
+
+    total = 0
+    for file in model_dir.glob("*.safetensors"):
+        with safe_open(file, "pt") as weights:
+            total += sum(math.prod(weights.get_slice(name).get_shape()) for name in weights.keys())
+    return total
+
+
 def peak_tflops(gpu: str) -> float | None:
-    for name, tflops in PEAK_BF16_TFLOPS.items():
-        if name in gpu:
-            return tflops
-    return None
+    return next((tflops for name, tflops in PEAK_BF16_TFLOPS.items() if name in gpu), None)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--layers", type=int, default=None, help="layers of the 24 to build (default: 24 on a GPU, 2 on a CPU)")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: 16 on a GPU, 4 on a CPU")
+    parser.add_argument("--steps", type=int, default=None, help="optimizer steps per run (default: 30 on a GPU, 4 on a CPU)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating (ours, TRL) pairs")
     parser.add_argument("--child")
     args = parser.parse_args()
     if args.child:
@@ -127,42 +136,52 @@ def main() -> None:
         return
     import torch
 
-    has_gpu = torch.cuda.is_available()
+    from culture_assets.tiny_model import QWEN2_5_0_5B_SHAPE, build_qwen2_5_0_5b_shape
+
+    cuda = torch.cuda.is_available()
+    layers = args.layers or (QWEN2_5_0_5B_SHAPE["num_hidden_layers"] if cuda else 2)
+    batch = args.batch_size or (16 if cuda else 4)
+    steps = args.steps or (30 if cuda else 4)
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
         work = Path(tmp)
-        started = time.perf_counter()
-        models = build_models(work / "models", with_gpu_model=has_gpu)
-        results = {}
-        for name in MODELS:
-            for method in ("lora", "full"):
-                spec = {"name": name, "model": str(models[name]), "method": method, "batch_size": args.batch_size,
-                        "steps": MODELS[name]["steps"], "out": str(work / f"out-{name}-{method}")}
-                results[name, method] = run_child(spec)
-        print(f"device: {results['tiny', 'lora']['device']}, batch size {args.batch_size}, "
-              f"{results['tiny', 'lora']['mean_tokens']:.0f} tokens per sample on average")
-        print(f"{'model':<8}{'params':>12}{'method':<6}{'trainable':>12}{'samples/s':>12}{'peak RSS MB':>13}")
-        for (name, method), r in results.items():
-            print(f"{name:<8}{r['total_params']:>12,} {method:<5}{r['trainable_params']:>12,}{r['samples_per_s']:>12.1f}{r['peak_rss_mb']:>13.0f}")
-        for name in MODELS:
-            lora, full = results[name, "lora"], results[name, "full"]
-            print(f"{name}: LoRA / full fine-tune: samples/s x{lora['samples_per_s'] / full['samples_per_s']:.2f}, "
-                  f"peak RSS x{lora['peak_rss_mb'] / full['peak_rss_mb']:.2f}, trainable params x{lora['trainable_params'] / full['trainable_params']:.4f}")
-        headline = results["small", "lora"]
-        if has_gpu:
-            spec = {"name": "qwen05b-class", "model": str(models["qwen05b-class"]), "method": "lora", "batch_size": 32, "steps": 20,
-                    "out": str(work / "out-gpu")}
-            gpu = run_child(spec)
-            tokens_per_s = gpu["samples_per_s"] * gpu["mean_tokens"]
-            # LoRA: forward 2N + backward through frozen weights 2N FLOPs per token (no weight gradients for N)
-            achieved = 4 * gpu["total_params"] * tokens_per_s / 1e12
-            peak = peak_tflops(gpu["gpu"] or "")
-            mfu = f"{achieved / peak:.1%} of {peak:.0f} bf16 TFLOP/s" if peak else "unknown peak for this GPU"
-            print(f"GPU {gpu['gpu']}: 0.5B-class ({gpu['total_params']:,} params) LoRA, batch 32: {gpu['samples_per_s']:.1f} samples/s, "
-                  f"{tokens_per_s:,.0f} tokens/s, {achieved:.1f} TFLOP/s model FLOPs (4N/token), MFU {mfu}, peak GPU memory {gpu['peak_gpu_mb']:.0f} MB")
-            headline = gpu
-        print(f"total bench time {time.perf_counter() - started:.0f}s")
-    print(json.dumps({"bench": "training", "samples_per_s": round(headline["samples_per_s"], 2),
-                      "peak_rss_mb": round(headline["peak_rss_mb"], 1), "device": headline["device"]}))
+        corpus = [q.text + " " + q.option_text() for q in load_questions()] * 4
+        model = build_qwen2_5_0_5b_shape(work / "qwen2.5-0.5b-shape", corpus, layers=layers)
+        params = parameter_count(model)
+        runs: dict[str, list[dict]] = {"ours": [], "trl": []}
+        for round_ in range(args.rounds):
+            for trainer in ("ours", "trl"):
+                spec = {"trainer": trainer, "model": str(model), "batch_size": batch, "steps": steps, "out": str(work / f"out-{trainer}-{round_}")}
+                runs[trainer].append(run_child(spec))
+                print(f"round {round_ + 1} {trainer:<5} {runs[trainer][-1]['samples_per_s']:8.2f} samples/s  peak RSS {runs[trainer][-1]['peak_rss_mb']:7.0f} MB", flush=True)
+    first = runs["ours"][0]
+    median = {name: statistics.median(r["samples_per_s"] for r in results) for name, results in runs.items()}
+    peak_rss = {name: max(r["peak_rss_mb"] for r in results) for name, results in runs.items()}
+    tokens_per_s = median["ours"] * first["mean_tokens"]
+    device = first["device"]
+    shape_note = f"{layers} of 24 layers" if layers != QWEN2_5_0_5B_SHAPE["num_hidden_layers"] else "all 24 layers"
+    print(f"model: random Qwen2.5-0.5B shape, {shape_note}, {params:,} parameters; device {first['gpu'] or device}; "
+          f"batch {batch}, {steps} steps, LoRA r=8 all-linear, {first['mean_tokens']:.0f} tokens per sample (bench tokenizer)")
+    print(f"{'trainer':<10}{'samples/s (median)':>20}{'peak RSS MB':>14}")
+    for name in runs:
+        print(f"{name:<10}{median[name]:>20.2f}{peak_rss[name]:>14.0f}")
+    print(f"ours / TRL SFTTrainer: samples/s x{median['ours'] / median['trl']:.2f}")
+    mfu = None
+    if cuda:
+        # LoRA: forward 2N and backward through the frozen weights 2N FLOPs per token (no weight gradients for N);
+        # attention's sequence-length term left out (short sequences)
+        achieved = 4 * params * tokens_per_s / 1e12
+        peak = peak_tflops(first["gpu"] or "")
+        mfu = achieved / peak if peak else None
+        print(f"model FLOPs {achieved:.1f} TFLOP/s (4N per token); MFU {f'{mfu:.1%} of {peak:.0f} bf16 TFLOP/s' if peak else 'unknown peak'}; "
+              f"peak GPU memory {max(r['peak_gpu_mb'] for r in runs['ours']):.0f} MB")
+    print(f"total bench time {time.perf_counter() - started:.0f}s, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
+    print(json.dumps({"bench": "training", "model": "qwen2.5-0.5b-shape", "layers": layers, "parameters": params,
+                      "batch_size": batch, "steps": steps, "samples_per_s": round(median["ours"], 3),
+                      "tokens_per_s": round(tokens_per_s, 1), "mean_tokens": round(first["mean_tokens"], 1),
+                      "peak_rss_mb": round(peak_rss["ours"], 1), "trl_samples_per_s": round(median["trl"], 3),
+                      "trl_peak_rss_mb": round(peak_rss["trl"], 1), "device": device,
+                      "trl_speedup": round(median["ours"] / median["trl"], 3), "mfu": round(mfu, 4) if mfu else None}))
 
 
 if __name__ == "__main__":

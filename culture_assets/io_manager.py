@@ -1,30 +1,41 @@
-"""Asset values as files under the data home: Parquet for tables, JSON for records. Never pickles.
+"""Asset values as files in the artifact storage: Parquet for tables, JSON for records. Never pickles.
 
-Paths: <data home>/assets/<asset key>/<partition or "all">.<parquet|json>. Files are written
-to a temporary name and renamed, so a failed run leaves the previous value readable.
+Paths: <storage>/<asset key>/<partition or "all">.<parquet|json>, where <storage> is `storage` (any fsspec URL:
+a shared mount, s3://, gs://, memory://), else $CULTURE_ASSETS_STORAGE, else <data home>/assets. A file is
+never half-written (culture_assets/storage.py), so a failed run leaves the previous value readable.
 """
 
 from __future__ import annotations
 
+import io
 import json
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import polars as pl
+from upath import UPath
 
-from culture_assets.settings import atomic_path, data_home
+from culture_assets.settings import data_home
+from culture_assets.storage import storage_root, write_bytes_atomic
 
 UNPARTITIONED = "all"
 
 
 class ArtifactIOManager(dg.ConfigurableIOManager):
     data_home: str = ""
+    storage: str = ""
 
-    def _base(self, key: dg.AssetKey) -> Path:
-        return data_home(self.data_home or None) / "assets" / Path(*key.path)
+    def _root(self) -> UPath:
+        if self.storage:
+            return UPath(self.storage)
+        if self.data_home:
+            return UPath(data_home(self.data_home) / "assets")
+        return storage_root()
 
-    def _file(self, key: dg.AssetKey, partition: str) -> Path:
+    def _base(self, key: dg.AssetKey) -> UPath:
+        return self._root().joinpath(*key.path)
+
+    def _file(self, key: dg.AssetKey, partition: str) -> UPath:
         base = self._base(key)
         for suffix in (".parquet", ".json"):
             candidate = base / f"{partition}{suffix}"
@@ -39,20 +50,22 @@ class ArtifactIOManager(dg.ConfigurableIOManager):
         base = self._base(context.asset_key)
         if isinstance(obj, pl.DataFrame):
             target = base / f"{partition}.parquet"
-            with atomic_path(target) as tmp:
-                obj.write_parquet(tmp)
+            buffer = io.BytesIO()
+            obj.write_parquet(buffer)
+            write_bytes_atomic(target, buffer.getvalue())
             context.add_output_metadata({"path": dg.MetadataValue.path(str(target)), "rows": obj.height})
         else:
             target = base / f"{partition}.json"
-            with atomic_path(target) as tmp:
-                tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str), encoding="utf-8")
+            write_bytes_atomic(target, json.dumps(obj, indent=2, sort_keys=True, default=str).encode("utf-8"))
             context.add_output_metadata({"path": dg.MetadataValue.path(str(target))})
-        (base / f"{partition}{'.json' if target.suffix == '.parquet' else '.parquet'}").unlink(missing_ok=True)
+        other = base / f"{partition}{'.json' if target.suffix == '.parquet' else '.parquet'}"
+        if other.exists():
+            other.unlink()
 
     def _read(self, key: dg.AssetKey, partition: str) -> Any:
         path = self._file(key, partition)
         if path.suffix == ".parquet":
-            return pl.read_parquet(path)
+            return pl.read_parquet(io.BytesIO(path.read_bytes()))
         return json.loads(path.read_text(encoding="utf-8"))
 
     def load_input(self, context: dg.InputContext) -> Any:

@@ -12,6 +12,7 @@ from culture_assets_tests.dagster_dev import DagsterDev, free_port
 from culture_assets_tests.eval_archive import EvalArchive, EvalArchiveServer, build_eval_archive
 from culture_assets_tests.fake_openai import FakeOpenAI
 from culture_assets_tests.hub_cache import DEFAULT_HUB_NAME, fill_hub_cache
+from culture_assets_tests.local_servers import postgres_server, redis_server  # noqa: F401  (fixtures)
 
 REFERENCE_ENV = "CULTURELLM_REFERENCE_DATA"
 DEFAULT_REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "culturellm"

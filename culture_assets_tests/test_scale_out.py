@@ -9,7 +9,7 @@ from dagster._config import process_config
 from dagster._core.instance.config import dagster_instance_config
 from dagster._serdes.config_class import class_from_code_pointer
 
-from culture_assets.deploy import EXECUTOR_ENV, GPU_POD, GPU_STEPS, executor_from_env
+from culture_assets.deploy import EXECUTOR_ENV, GPU_NODE_SELECTOR_ENV, GPU_STEPS, executor_from_env, gpu_pod_config
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 ENV = {
@@ -64,8 +64,29 @@ def test_executor_choice(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_gpu_pod_config_is_valid_k8s_step_config() -> None:
     executors = pytest.importorskip("dagster_k8s", reason="the `scale` extra is not installed")
-    config = {"per_step_k8s_config": {step: GPU_POD for step in GPU_STEPS}}
+    config = {"per_step_k8s_config": {step: gpu_pod_config() for step in GPU_STEPS}}
     result = process_config(executors.k8s_job_executor.config_schema.config_type, config)
     assert result.success, result.errors
     limits = result.value["per_step_k8s_config"]["culture_model"]["container_config"]["resources"]["limits"]
     assert limits == {"nvidia.com/gpu": "1"}
+
+
+def test_gpu_node_selector_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(GPU_NODE_SELECTOR_ENV, raising=False)
+    assert gpu_pod_config()["pod_spec_config"]["node_selector"] == {"nvidia.com/gpu.present": "true"}
+    monkeypatch.setenv(GPU_NODE_SELECTOR_ENV, "cloud.google.com/gke-accelerator=nvidia-l4, pool=gpu")
+    assert gpu_pod_config()["pod_spec_config"]["node_selector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4", "pool": "gpu"}
+    monkeypatch.setenv(GPU_NODE_SELECTOR_ENV, "gpu")
+    with pytest.raises(ValueError, match=GPU_NODE_SELECTOR_ENV):
+        gpu_pod_config()
+
+
+def test_celery_executor_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("dagster_celery", reason="the `scale` extra is not installed")
+    from culture_assets.deploy import CELERY_BROKER_ENV, celery_settings
+
+    monkeypatch.setenv(EXECUTOR_ENV, "celery")
+    monkeypatch.setenv(CELERY_BROKER_ENV, "redis://broker.example:6379/0")
+    assert celery_settings() == {"broker": "redis://broker.example:6379/0", "backend": "redis://broker.example:6379/0"}
+    executor = executor_from_env()
+    assert isinstance(executor, dg.ExecutorDefinition) and executor.name == "celery_executor_from_env"

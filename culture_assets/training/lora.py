@@ -263,7 +263,7 @@ def train_lora(
         "fingerprint": fingerprint,
         "base_model": str(base),
         "hyperparameters": params.model_dump(mode="json"),
-        "lora_config": json.loads(json.dumps(lora_config.to_dict(), default=list)),
+        "lora_config": json.loads(json.dumps(lora_config.to_dict(), default=sorted)),  # a set (target_modules) in a stable order
         "seed": params.seed,
         "n_train": len(train_data),
         "n_validation": len(validation_data),
