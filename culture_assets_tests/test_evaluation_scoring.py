@@ -6,7 +6,7 @@ import torch
 
 from culture_assets.evaluation.cache import EvalCache
 from culture_assets.evaluation.chat import chat_runner, parse_answer
-from culture_assets.evaluation.loglik import choice_ids, choice_logliks, generate_constrained, load_local_model, pack, prompt_ids, shared_prefix_length
+from culture_assets.evaluation.loglik import answer_ids, choice_ids, choice_logliks, generate_constrained, load_local_model, pack, prompt_ids, shared_prefix_length
 from culture_assets.evaluation.metrics import INVALID
 from culture_assets.evaluation.models import ModelUnderTest, Role
 from culture_assets.evaluation.scoring import ChoiceTask, ModelScorer
@@ -23,7 +23,7 @@ def naive_logliks(local, prompts, choices):
     result = np.zeros((len(prompts), len(choices)))
     for i, messages in enumerate(prompts):
         prompt = prompt_ids(local.tokenizer, messages)
-        for k, choice in enumerate(choice_ids(local.tokenizer, choices)):
+        for k, choice in enumerate(answer_ids(local.tokenizer, choices)):
             with torch.no_grad():
                 logprobs = torch.log_softmax(local.model(torch.tensor([prompt + choice])).logits[0].float(), -1)
             result[i, k] = sum(logprobs[len(prompt) + j - 1, token].item() for j, token in enumerate(choice))
@@ -112,3 +112,36 @@ def test_the_four_models_come_from_the_training_records(tmp_path):
     with pytest.raises(InputError) as caught:
         models_under_test("german", {**record, "adapter_path": None}, one, "x")
     assert caught.value.field == "adapter_path"
+
+
+def test_a_label_that_extends_another_wins_when_it_is_the_likeliest_answer(tmp_path):
+    """'10' = '1' + '0' with a digit-splitting tokenizer. A model taught to answer '10' must pick it:
+    scored without the end-of-turn token, '1' (a prefix of '10') could never score below '10'."""
+    from culture_assets.tiny_model import build_tiny_chat_model
+
+    model_dir = build_tiny_chat_model(tmp_path / "digits", ["pick one of 1 2 3 4 5 6 7 8 9 0 please"] * 8, vocab_size=300)
+    local = load_local_model(str(model_dir), device="cpu")
+    one, ten = choice_ids(local.tokenizer, ["1", "10"])
+    assert ten[: len(one)] == one and len(ten) > len(one), "the tokenizer must split 10 into 1 + 0"
+    messages = [{"role": "user", "content": "pick one of 1 2 3 10"}]
+    prompt = prompt_ids(local.tokenizer, messages)
+    sequence = torch.tensor([prompt + answer_ids(local.tokenizer, ["10"])[0]])
+    torch.manual_seed(0)
+    optimizer = torch.optim.AdamW(local.model.parameters(), lr=1e-2)
+    local.model.train()
+    with torch.enable_grad():
+        for _ in range(40):
+            labels = sequence.clone()
+            labels[0, : len(prompt)] = -100  # loss on the answer only
+            loss = local.model(input_ids=sequence, labels=labels).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    local.model.eval()
+
+    scores = choice_logliks(local, [messages], ["1", "10"])
+    assert scores[0].argmax() == 1
+    with torch.no_grad():
+        logprobs = torch.log_softmax(local.model(sequence).logits[0].float(), -1)
+    without_end = [sum(logprobs[len(prompt) + j - 1, t].item() for j, t in enumerate(ids)) for ids in (one, ten)]
+    assert without_end[0] >= without_end[1]

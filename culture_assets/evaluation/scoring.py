@@ -79,7 +79,8 @@ class ModelScorer:
 
     @property
     def scorer_name(self) -> str:
-        return "loglik" if self.spec.trainer == "local" else ("chat_structured" if self.settings.structured_output else "chat")
+        # "_eot": labels scored as complete answers (loglik.answer_ids); older cached scores lacked the end token
+        return "loglik_eot" if self.spec.trainer == "local" else ("chat_structured" if self.settings.structured_output else "chat")
 
     def run(self, task: ChoiceTask) -> TaskOutputs:
         if self.spec.trainer == "local":
