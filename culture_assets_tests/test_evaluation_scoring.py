@@ -68,11 +68,18 @@ def test_constrained_generation_answers_a_choice(tiny_model_dir):
 
 @pytest.mark.parametrize(
     ("output", "expected"),
-    [("offensive", "OFF"), (" Offensive. ", "OFF"), ('"Not offensive"', "NOT"), ("NOT", "NOT"), ("OFF", "OFF"),
-     ("It is offensive", INVALID), ("offensive, I think", INVALID), ("", INVALID), (None, INVALID)],
+    [("offensive", "OFF"), (" Offensive. ", "OFF"), ('"Not offensive"', "NOT"),
+     # the raw labels were never shown in the prompt: a model answering them is not understood
+     ("NOT", INVALID), ("OFF", INVALID), ("It is offensive", INVALID), ("offensive, I think", INVALID), ("", INVALID), (None, INVALID)],
 )
 def test_strict_parser(output, expected):
     assert parse_answer(output, ["OFF", "NOT"], ["offensive", "not offensive"]) == expected
+
+
+def test_strict_parser_rejects_a_hidden_raw_label():
+    # JMT-style: labels "1"/"0" shown as "yes"/"no"; a digit is not an answer the prompt offered
+    assert parse_answer("1", ["1", "0"], ["yes", "no"]) == INVALID
+    assert parse_answer("Yes", ["1", "0"], ["yes", "no"]) == "1"
 
 
 def test_structured_parser():

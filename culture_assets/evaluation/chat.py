@@ -3,8 +3,11 @@
 The prompt lists the label verbalizers and asks for exactly one; with `structured=True` the
 request also carries a JSON schema whose `answer` is an enum of them (structured outputs). The
 parser accepts an answer only when, after normalising case, whitespace, quotes and a final full
-stop, it IS one verbalizer (or its raw label). Anything else is INVALID: it counts as wrong and
-its rate is reported, instead of being guessed from substrings as the reference code did.
+stop, it IS one of the verbalizers the prompt showed. A raw label the prompt never showed ("0",
+"OFF", "HS") is INVALID too: a model fine-tuned to answer in digits must not have them silently
+mapped to classes. INVALID counts as wrong and its rate is reported (with the macro-F1 on valid
+answers beside the strict figure), instead of being guessed from substrings as the reference
+code did.
 Requests go through the LLM layer (culture_assets.llm): concurrency, retries, budget and the
 llm_cache table, so a re-run or a resumed run sends nothing twice.
 """
@@ -47,7 +50,7 @@ def request_params(verbalizers: Sequence[str], structured: bool, max_tokens: int
 
 
 def parse_answer(output: str | None, labels: Sequence[str], verbalizers: Sequence[str], structured: bool = False) -> str:
-    """The label the output names, or INVALID."""
+    """The label whose verbalizer the output is, or INVALID."""
     if output is None:
         return INVALID
     text = output
@@ -61,7 +64,7 @@ def parse_answer(output: str | None, labels: Sequence[str], verbalizers: Sequenc
         text = parsed["answer"]
     answer = normalise_answer(text)
     for label, verbalizer in zip(labels, verbalizers):
-        if answer in (normalise_answer(verbalizer), normalise_answer(label)):
+        if answer == normalise_answer(verbalizer):
             return label
     return INVALID
 
