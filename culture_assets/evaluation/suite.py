@@ -175,7 +175,7 @@ def score_culture(
         rows.gather(positions[d]).select("culture", "dataset", "row_id", "label").with_columns(
             pl.lit(label).alias("model"),
             pl.Series("prediction", out[d]["predictions"], dtype=pl.String),
-            pl.Series("calibrated_prediction", out[d]["calibrated"], dtype=pl.String),
+            pl.Series("calibrated_prediction", out[d]["calibrated"] or [None] * len(positions[d]), dtype=pl.String),
         )
         for label, out in outputs.items() for d in datasets
     ]
