@@ -152,3 +152,33 @@ def test_a_label_that_extends_another_wins_when_it_is_the_likeliest_answer(tmp_p
         logprobs = torch.log_softmax(local.model(sequence).logits[0].float(), -1)
     without_end = [sum(logprobs[len(prompt) + j - 1, t].item() for j, t in enumerate(ids)) for ids in (one, ten)]
     assert without_end[0] >= without_end[1]
+
+
+def test_training_answer_accuracy_tells_a_model_that_learnt_its_answers_from_its_base(tiny_model_dir):
+    import json
+
+    import polars as pl
+
+    from culture_assets.evaluation.training_fit import answer_accuracy
+
+    local = load_local_model(str(tiny_model_dir), device="cpu")
+    conversation = [{"role": "system", "content": "You are from Germany."}, {"role": "user", "content": "How important is family? 1 2 3 4"}]
+    options = {"Q1": [1, 2, 3, 4]}
+    # the trained answer is the option the untrained model finds least likely
+    answer = str(options["Q1"][int(choice_logliks(local, [conversation], ["1", "2", "3", "4"])[0].argmin())])
+    rows = pl.DataFrame({"question_id": ["Q1"], "messages_json": [json.dumps(conversation + [{"role": "assistant", "content": answer}])], "answer": [answer]})
+    assert answer_accuracy(local, rows, options) == 0.0
+
+    prompt = prompt_ids(local.tokenizer, conversation)
+    sequence = torch.tensor([prompt + answer_ids(local.tokenizer, [answer])[0]])
+    optimizer = torch.optim.AdamW(local.model.parameters(), lr=1e-2)
+    local.model.train()
+    with torch.enable_grad():
+        for _ in range(30):
+            labels = sequence.clone()
+            labels[0, : len(prompt)] = -100
+            local.model(input_ids=sequence, labels=labels).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    local.model.eval()
+    assert answer_accuracy(local, rows, options) == 1.0

@@ -14,6 +14,9 @@ from culture_assets.evaluation.chat import chat_runner
 from culture_assets.evaluation.resource import EvalDataResource
 from culture_assets.evaluation.scoring import ScoringSettings
 from culture_assets.evaluation.comparisons import CULTURE_AVERAGE
+from culture_assets.evaluation.loglik import load_local_model
+from culture_assets.evaluation.training_fit import answer_accuracy, training_rows
+from culture_assets.survey.questions import load_questions
 from culture_assets.evaluation.suite import AVERAGE, MAJORITY, STRATIFIED, BootstrapSettings, score_culture
 from culture_assets.evaluation.store import write_culture_evaluation, write_dataset_status, write_metrics
 from culture_assets.markdown import markdown_table
@@ -171,6 +174,30 @@ def culture_scores(
     )
     yield _invalid_rate_check(metrics, config.max_invalid_rate)
     yield _culture_model_check(comparisons)
+
+
+TRAINING_FIT_CHECK = dg.AssetCheckSpec(
+    "reproduces_training_answers", asset="culture_model",
+    description="The fine-tuned model picks its training answers more often than the base model does (training-answer accuracy).",
+)
+
+
+def training_fit_check(record: dict, training_set: pl.DataFrame) -> dg.AssetCheckResult:
+    """culture_model's check (WARN): training-answer accuracy of the fine-tuned model vs its base."""
+    if record.get("trainer") != "local":
+        return dg.AssetCheckResult(check_name=TRAINING_FIT_CHECK.name, passed=True, severity=dg.AssetCheckSeverity.WARN,
+                                   metadata={"measured": False}, description="not measured: an API model has no local weights to score")
+    rows = training_rows(training_set)
+    options = {q.id: q.valid_codes for q in load_questions()}
+    tuned = answer_accuracy(load_local_model(record["base_model"], record["adapter_path"]), rows, options)
+    base = answer_accuracy(load_local_model(record["base_model"]), rows, options)
+    return dg.AssetCheckResult(
+        check_name=TRAINING_FIT_CHECK.name,
+        passed=bool(tuned > base),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"training_answer_accuracy": tuned, "base_training_answer_accuracy": base, "rows": rows.height},
+        description=None if tuned > base else f"the fine-tuned model reproduces {tuned:.1%} of its training answers, the base model {base:.1%}",
+    )
 
 
 def _invalid_rate_check(metrics: pl.DataFrame, threshold: float) -> dg.AssetCheckResult:
