@@ -9,7 +9,7 @@ from culture_assets.evaluation.chat import chat_runner, parse_answer
 from culture_assets.evaluation.loglik import answer_ids, choice_ids, choice_logliks, generate_constrained, load_local_model, pack, prompt_ids, shared_prefix_length
 from culture_assets.evaluation.metrics import INVALID
 from culture_assets.evaluation.models import ModelUnderTest, Role
-from culture_assets.evaluation.scoring import ChoiceTask, ModelScorer
+from culture_assets.evaluation.scoring import ChoiceTask, ModelScorer, ScoringSettings
 from culture_assets.llm import LLMResource
 from culture_assets.store import Warehouse
 from culture_assets_tests.evaluation_fixtures import make_adapter
@@ -182,3 +182,29 @@ def test_training_answer_accuracy_tells_a_model_that_learnt_its_answers_from_its
             optimizer.zero_grad()
     local.model.eval()
     assert answer_accuracy(local, rows, options) == 1.0
+
+
+def test_chat_scorer_decides_from_logprobs_when_the_endpoint_returns_them(tmp_path, fake_openai):
+    from culture_assets.evaluation.chat import verbalizer_logprobs
+
+    # the text is never a verbalizer; the first token's log-probabilities still name the answer
+    fake_openai.chat_reply = lambda body: "Well, it depends."
+    fake_openai.chat_top_logprobs = lambda body: (
+        {"off": -0.2, " not": -1.9, "Well": -2.5} if "idiot" in body["messages"][-1]["content"] else {"Not": -0.1, "off": -3.0}
+    )
+    warehouse = Warehouse(tmp_path / "w.duckdb")
+    llm = LLMResource(base_url=fake_openai.base_url, api_key="k")
+    spec = ModelUnderTest(role=Role.BASE, trainer="openai", base_model="b", api_model="gpt-x")
+    task = ChoiceTask("d", ["OFF", "NOT"], ["offensive", "not offensive"], ["r1", "r2"],
+                      [[{"role": "user", "content": text}] for text in ("you idiot", "nice day")])
+    outputs = ModelScorer(spec, EvalCache(warehouse), lambda model: chat_runner(llm, model, warehouse)).run(task)
+    assert outputs.predictions == ["OFF", "NOT"]
+    assert outputs.scores[0] == pytest.approx([-0.2, -1.9])
+    sent = fake_openai.requests[-1].body
+    assert sent["logprobs"] is True and sent["top_logprobs"] == 20
+    # without logprobs the strict parser decides: the text is no verbalizer
+    fake_openai.chat_top_logprobs = None
+    plain = ModelScorer(spec, EvalCache(warehouse), lambda model: chat_runner(llm, model, warehouse), ScoringSettings(chat_logprobs=False)).run(task)
+    assert plain.predictions == [INVALID, INVALID] and plain.scores == [None, None]
+    # a token that starts both verbalizers decides nothing
+    assert verbalizer_logprobs({"n": -0.1}, ["no", "not sure"]) is None

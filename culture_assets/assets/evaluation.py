@@ -49,9 +49,10 @@ class ScoringConfig(dg.Config):
     n_resamples: int = 1000
     bootstrap_seed: int = 0
     max_invalid_rate: float = 0.1  # the culture_scores check warns above this share of unparseable answers
+    chat_logprobs: bool = True  # ask API models for log-probabilities; decide from them when returned
 
     def settings(self) -> ScoringSettings:
-        return ScoringSettings(self.batch_size, self.structured_output, self.device or None)
+        return ScoringSettings(self.batch_size, self.structured_output, self.device or None, self.chat_logprobs)
 
     def bootstrap(self) -> BootstrapSettings:
         return BootstrapSettings(self.n_resamples, self.bootstrap_seed)

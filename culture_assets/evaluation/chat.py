@@ -8,6 +8,10 @@ stop, it IS one of the verbalizers the prompt showed. A raw label the prompt nev
 mapped to classes. INVALID counts as wrong and its rate is reported (with the macro-F1 on valid
 answers beside the strict figure), instead of being guessed from substrings as the reference
 code did.
+When the endpoint returns log-probabilities (`logprobs`, asked for unless structured outputs
+are on), the decision comes from them instead of the text: each verbalizer scores the
+log-probability of the likeliest first answer token that starts it and starts no other
+verbalizer, and the best-scoring verbalizer wins; these scores also feed calibration and AUROC.
 Requests go through the LLM layer (culture_assets.llm): concurrency, retries, budget and the
 llm_cache table, so a re-run or a resumed run sends nothing twice.
 """
@@ -42,11 +46,35 @@ def answer_schema(verbalizers: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def request_params(verbalizers: Sequence[str], structured: bool, max_tokens: int = 16) -> dict[str, Any]:
+# alternatives asked for the first answer token (OpenAI's maximum)
+TOP_LOGPROBS = 20
+# the score of a verbalizer none of whose first tokens was among the alternatives
+UNSEEN_LOGPROB = -100.0
+
+
+def request_params(verbalizers: Sequence[str], structured: bool, max_tokens: int = 16, logprobs: bool = False) -> dict[str, Any]:
     params: dict[str, Any] = {"temperature": 0, "max_tokens": max_tokens}
     if structured:
         params["response_format"] = answer_schema(verbalizers)
+    elif logprobs:
+        # with structured outputs the first token is '{', which says nothing about the answer
+        params |= {"logprobs": True, "top_logprobs": TOP_LOGPROBS}
     return params
+
+
+def verbalizer_logprobs(top_logprobs: dict[str, float], verbalizers: Sequence[str]) -> list[float] | None:
+    """Each verbalizer's score from the first answer token's alternatives; None when no
+    alternative starts exactly one verbalizer (the decision then falls back to the text)."""
+    targets = [normalise_answer(v) for v in verbalizers]
+    scores = [UNSEEN_LOGPROB] * len(verbalizers)
+    seen = False
+    for token, logprob in top_logprobs.items():
+        piece = token.strip().lower()
+        owners = [k for k, target in enumerate(targets) if piece and target.startswith(piece)]
+        if len(owners) == 1:
+            scores[owners[0]] = max(scores[owners[0]], logprob)
+            seen = True
+    return scores if seen else None
 
 
 def parse_answer(output: str | None, labels: Sequence[str], verbalizers: Sequence[str], structured: bool = False) -> str:

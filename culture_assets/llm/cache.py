@@ -36,6 +36,7 @@ class CachedResponse:
     content: str
     prompt_tokens: int
     completion_tokens: int
+    top_logprobs: dict[str, float] | None = None
 
 
 class ResponseCache:
@@ -74,14 +75,14 @@ class ResponseCache:
             "FROM llm_cache c JOIN wanted_keys w USING (cache_key)"
         ).fetchall()
         return {
-            key: CachedResponse(json.loads(response)["content"], int(prompt or 0), int(completion or 0))
-            for key, response, prompt, completion in rows
+            key: CachedResponse(parsed["content"], int(prompt or 0), int(completion or 0), parsed.get("top_logprobs"))
+            for key, parsed, prompt, completion in ((k, json.loads(r), p, c) for k, r, p, c in rows)
         }
 
     def put(self, key: str, model: str, request_json: str, response: CachedResponse) -> None:
         self.con.execute(
             "INSERT OR REPLACE INTO llm_cache (cache_key, model, request_json, response_json, prompt_tokens, completion_tokens) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            [key, model, request_json, json.dumps({"content": response.content}, ensure_ascii=False),
+            [key, model, request_json, json.dumps({"content": response.content, **({"top_logprobs": response.top_logprobs} if response.top_logprobs else {})}, ensure_ascii=False),
              response.prompt_tokens, response.completion_tokens],
         )
