@@ -109,6 +109,8 @@ def test_tiny_local_models_scored_end_to_end_for_two_cultures(data_home, tmp_pat
     assert headings[:2] == ["What produced this report", "Paired differences between models"]
     markdown = report.asset_materializations_for_node("culture_report")[0].metadata["report"].value
     assert markdown.count("data:image/png;base64,") == 4 and "git commit" in markdown
+    for fact in ("| profile |", "| survey weighted (W_WEIGHT) |", "english 24 rows / 2 sets", "german 24 rows / 2 sets", "| evaluation rows in total | 48 |"):
+        assert fact in markdown, fact
 
 
 def test_a_run_with_another_sample_size_does_not_mix_into_the_report(data_home, tmp_path, tiny_model_dir, adapters):

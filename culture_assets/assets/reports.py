@@ -33,6 +33,13 @@ def _all_culture_rows(store: Warehouse, config: str | None) -> pl.DataFrame:
     return store.query("SELECT * EXCLUDE (run_id, written_at) FROM comparisons WHERE config_hash = ?", [config])
 
 
+def _survey_weighted(instance: dg.DagsterInstance) -> str:
+    """Whether the newest seed_survey used the survey's weights (from its materialization metadata)."""
+    event = instance.get_latest_materialization_event(dg.AssetKey("seed_survey"))
+    entry = event.asset_materialization.metadata.get("weighted") if event is not None and event.asset_materialization else None
+    return "not recorded" if entry is None else str(entry.value)
+
+
 @dg.asset(
     group_name=GROUP,
     kinds={"duckdb", "html", "matplotlib"},
@@ -51,7 +58,8 @@ def culture_report(context: dg.AssetExecutionContext, config: CultureReportConfi
                              & (pl.col("dataset") != AVERAGE) & ~pl.col("dataset").str.starts_with("average"))
               .group_by("culture").agg(pl.len().alias("datasets"), pl.col("n").sum().alias("rows")).sort("culture")) if eval_config else pl.DataFrame()
     generator = store.query("SELECT DISTINCT model FROM sample_lineage WHERE model IS NOT NULL")["model"].to_list()
-    facts = provenance(store, os.environ.get(PROFILE_ENV, Profile.DEFAULT.value), ", ".join(sorted(generator)) or "none recorded", eval_config,
+    facts = provenance(store, os.environ.get(PROFILE_ENV, Profile.DEFAULT.value), ", ".join(sorted(generator)) or "none recorded",
+                       _survey_weighted(context.instance), eval_config,
                        sample if sample.height else pl.DataFrame(schema={"culture": pl.String, "datasets": pl.UInt32, "rows": pl.Int64}))
     tables = report_tables(metrics, store.query("SELECT * FROM eval_dataset_status"), eval_data.manifests(), comparisons, label_counts, facts)
     directory = Path(config.output_dir).expanduser().resolve() if config.output_dir else store.path.parent / "reports" / "culture_report"

@@ -42,12 +42,13 @@ def _distinct(frame: pl.DataFrame, column: str) -> str:
     return ", ".join(sorted(str(v) for v in frame[column].drop_nulls().unique().to_list())) if column in frame.columns and frame.height else "not recorded"
 
 
-def provenance(warehouse: Warehouse, profile: str, generator: str, eval_config: str | None, sample: pl.DataFrame) -> dict[str, object]:
+def provenance(
+    warehouse: Warehouse, profile: str, generator: str, survey_weighted: str, eval_config: str | None, sample: pl.DataFrame
+) -> dict[str, object]:
     """The provenance block; `sample` holds (culture, datasets, rows) of the evaluation shown."""
     registry = warehouse.query("SELECT * FROM model_registry WHERE coalesce(variant, 'default') = 'default' ORDER BY culture")
     survey = warehouse.query("SELECT * FROM survey_distribution LIMIT 100000")
     training_sets = ", ".join(f"{r['culture']} {str(r['training_set_version'] or '')[:12]}" for r in registry.iter_rows(named=True)) or "none trained"
-    weighted = _distinct(survey, "weighted") if "weighted" in survey.columns else "not recorded in survey_distribution"
     samples = ", ".join(f"{r['culture']} {r['rows']} rows / {r['datasets']} sets" for r in sample.iter_rows(named=True)) or "nothing scored"
     return {
         "generated at (UTC)": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
@@ -59,7 +60,7 @@ def provenance(warehouse: Warehouse, profile: str, generator: str, eval_config: 
         "augmentation generator": generator,
         "survey file version": _distinct(survey, "survey_version"),
         "survey pooling": _distinct(survey, "pooling"),
-        "survey weighted": weighted,
+        "survey weighted (W_WEIGHT)": survey_weighted,
         "training-set versions": training_sets,
         "evaluation configuration": eval_config or "not recorded",
         "evaluation sample": samples,
