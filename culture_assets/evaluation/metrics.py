@@ -9,21 +9,12 @@ same rows, so differences between models are not blurred by different resamples.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 from sklearn.metrics import f1_score, roc_auc_score
 
 INVALID = "__invalid__"
-
-
-@dataclass(frozen=True)
-class Estimate:
-    value: float
-    ci_low: float
-    ci_high: float
-    n: int
 
 
 def macro_f1(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> float:
@@ -41,13 +32,6 @@ def encode(values: Sequence[str], labels: Sequence[str]) -> np.ndarray:
     """Label -> its index in `labels`; anything else -> len(labels) (the invalid slot)."""
     index = {label: i for i, label in enumerate(labels)}
     return np.array([index.get(v, len(labels)) for v in values], dtype=np.int64)
-
-
-def resampled_macro_f1(true_codes: np.ndarray, pred_codes: np.ndarray, n_labels: int, indices: np.ndarray) -> np.ndarray:
-    """Macro-F1 of each resample (rows of `indices`), vectorised; equals macro_f1 on each resample."""
-    weights = np.zeros((indices.shape[0], len(true_codes)))
-    np.add.at(weights, (np.arange(indices.shape[0])[:, None], indices), 1.0)
-    return weighted_macro_f1(true_codes, pred_codes, n_labels, weights)
 
 
 def weighted_macro_f1(true_codes: np.ndarray, pred_codes: np.ndarray, n_labels: int, weights: np.ndarray) -> np.ndarray:
@@ -70,16 +54,6 @@ def weighted_macro_f1(true_codes: np.ndarray, pred_codes: np.ndarray, n_labels: 
 def percentile_ci(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     tail = (1 - level) / 2 * 100
     return float(np.percentile(samples, tail)), float(np.percentile(samples, 100 - tail))
-
-
-def macro_f1_with_ci(
-    y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str], indices: np.ndarray, level: float = 0.95
-) -> tuple[Estimate, np.ndarray]:
-    """(point estimate with percentile CI, the per-resample values) on the given resample indices."""
-    true_codes, pred_codes = encode(y_true, labels), encode(y_pred, labels)
-    resampled = resampled_macro_f1(true_codes, pred_codes, len(labels), indices)
-    low, high = percentile_ci(resampled, level)
-    return Estimate(macro_f1(y_true, y_pred, labels), low, high, len(y_true)), resampled
 
 
 def invalid_rate(y_pred: Sequence[str]) -> float:
