@@ -43,6 +43,8 @@ class FakeOpenAI:
         self.faults: deque[Fault] = deque()
         self.routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self.chat_reply: Callable[[dict[str, Any]], str] = lambda body: "1"
+        # when set and the request asks for logprobs: the first answer token's alternatives (token -> log-probability)
+        self.chat_top_logprobs: Callable[[dict[str, Any]], dict[str, float]] | None = None
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -152,9 +154,19 @@ class FakeOpenAI:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model", "fake-model"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop", "logprobs": None}],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop",
+                         "logprobs": self._logprobs(body)}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
         }
+
+
+    def _logprobs(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """OpenAI's logprobs object for the first answer token, when asked for and configured."""
+        if not body.get("logprobs") or self.chat_top_logprobs is None:
+            return None
+        alternatives = sorted(self.chat_top_logprobs(body).items(), key=lambda item: -item[1])[: int(body.get("top_logprobs") or 1)]
+        top = [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in alternatives]
+        return {"content": [{**top[0], "top_logprobs": top}], "refusal": None}
 
 
 # --- fine-tuning API (files, fine_tuning.jobs, events): added for the training stage -----------------

@@ -102,9 +102,15 @@ def test_whole_graph_end_to_end_and_the_report_matches_duckdb(tmp_path):
     reader.feed(page)
     assert reader.images and all((report_dir / src).stat().st_size > 1000 for src in reader.images)
 
+    # what produced the report, then the paired differences, which exist for every culture
+    assert [t[0] for t in reader.tables[:2]] == ["What produced this report", "Paired differences between models"]
+    compared = warehouse.query("SELECT DISTINCT culture FROM comparisons WHERE scope = 'culture_average'")["culture"].to_list()
+    assert sorted(compared) == sorted(CULTURES)
+
     (heading, rows), *_ = [t for t in reader.tables if t[0].startswith("Average macro-F1 by culture")]
     header, body = rows[0], rows[1:]
-    shown = {(r[header.index("culture")], r[header.index("model")]): float(r[header.index("value")]) for r in body}
+    shown = {(r[header.index("culture")], r[header.index("model")]): float(r[header.index("value")])
+             for r in body if r[header.index("scope")] == "average" and r[header.index("model")] not in ("majority_class", "stratified_random")}
     stored = warehouse.query(
         "SELECT culture, model, value FROM metrics WHERE metric = 'macro_f1' AND dataset = 'average' AND coalesce(variant, 'default') = 'default'"
     )

@@ -64,7 +64,7 @@ def test_tiny_local_models_scored_end_to_end_for_two_cultures(data_home, tmp_pat
     report = _run_all(records, one, _resources(data_home, data_dir, manifests_dir))
 
     metrics = Warehouse(data_home / "warehouse.duckdb").query("SELECT * FROM metrics ORDER BY culture, dataset, model, metric")
-    f1 = metrics.filter(pl.col("metric") == "macro_f1")
+    f1 = metrics.filter((pl.col("metric") == "macro_f1") & (pl.col("variant") == "default") & (pl.col("dataset") != "average_unflagged"))
     # 2 cultures x (2 datasets + the average) x 4 models
     assert f1.height == 2 * 3 * 4
     assert set(f1["model"]) == {"base", "base_culture_prompt", "culture_model", "culturellm_one"}
@@ -84,11 +84,62 @@ def test_tiny_local_models_scored_end_to_end_for_two_cultures(data_home, tmp_pat
     stored = f1.filter((pl.col("model") == "base") & (pl.col("dataset") == "english_offense") & (pl.col("culture") == "english"))
     assert stored["value"][0] == pytest.approx(macro_f1(base["label"].to_list(), base["prediction"].to_list(), ["OFF", "NOT"]))
 
+    # trivial baselines beside the models, on the same rows
+    trivial = metrics.filter((pl.col("variant") == "trivial_baseline") & (pl.col("dataset") == "english_offense"))
+    assert set(trivial["model"]) == {"majority_class", "stratified_random"} and (trivial["n"] == 14).all()
+    assert metrics.filter(pl.col("metric") == "macro_f1_calibrated").height == 2 * 2 * 4  # every local model, every dataset
+    assert metrics.filter(pl.col("metric") == "auroc").height == 2 * 2 * 4  # both sets are binary
+
+    store = Warehouse(data_home / "warehouse.duckdb")
+    comparisons = store.query("SELECT * FROM comparisons ORDER BY culture, scope, model, baseline")
+    # per culture: 3 comparisons x (2 datasets + the culture average); then 3 all-culture rows
+    assert comparisons.filter(pl.col("scope") == "culture_average").height == 2 * 3
+    assert comparisons.filter(pl.col("scope") == "all_cultures").height == 3
+    assert comparisons.height == 2 * 3 * 3 + 3
+    assert ((comparisons["ci_low"] <= comparisons["diff"] + 1e-9) & (comparisons["diff"] <= comparisons["ci_high"] + 1e-9)).all()
+    assert comparisons["p_holm"].is_not_null().all() and (comparisons["p_holm"] >= comparisons["p_value"] - 1e-12).all()
+
     record = report.asset_value("culture_report")
     page = open(record["html"], encoding="utf-8").read()
     assert record["tiny_demo"] and TINY_WARNING in page and "english_threat" in page
-    assert {p.rsplit("/", 1)[1] for p in record["plots"]} == {"f1_by_culture.png", "f1_by_task.png", "wvs_alignment.png"}
+    assert {p.rsplit("/", 1)[1] for p in record["plots"]} == {"differences.png", "f1_by_culture.png", "f1_by_task.png", "wvs_alignment.png"}
     assert all(open(p, "rb").read(4) == b"\x89PNG" for p in record["plots"])
+    # provenance first, then the comparisons; the UI's markdown carries the same figures as images
+    headings = [h.split("</h2>")[0] for h in page.split("<h2>")[1:]]
+    assert headings[:2] == ["What produced this report", "Paired differences between models"]
+    markdown = report.asset_materializations_for_node("culture_report")[0].metadata["report"].value
+    assert markdown.count("data:image/png;base64,") == 4 and "git commit" in markdown
+    for fact in ("| profile |", "| survey weighted (W_WEIGHT) |", "english 24 rows / 2 sets", "german 24 rows / 2 sets", "| evaluation rows in total | 48 |"):
+        assert fact in markdown, fact
+
+
+def test_a_run_with_another_sample_size_does_not_mix_into_the_report(data_home, tmp_path, tiny_model_dir, adapters):
+    data_dir, manifests_dir = tmp_path / "data", tmp_path / "manifests"
+    write_dataset(data_dir, manifests_dir, "english_offense", "english", offensive_rows(14))
+    records = {"english": local_record("english", tiny_model_dir, adapters["english"], HELDOUT)}
+    one = with_culture_prompts(local_record("all", tiny_model_dir, adapters["one"], HELDOUT), ["english"])
+    resources = _resources(data_home, data_dir, manifests_dir)
+    instance = dg.DagsterInstance.ephemeral()
+    assets = [*model_record_assets(records, one), eval_dataset, culture_scores, culture_report]
+    assert dg.materialize(assets, selection=["culturellm_one"], resources=resources, instance=instance).success
+    store = Warehouse(data_home / "warehouse.duckdb")
+    reports = []
+    for limit in (None, 6):
+        run_config = {"ops": {"eval_dataset": {"config": {"sample_size": limit}}, "culture_scores": {"config": {"n_resamples": 50}}}}
+        assert dg.materialize(assets, selection=["culture_model", "eval_dataset", "culture_scores"], partition_key="english",
+                              resources=resources, instance=instance, run_config=run_config).success
+        result = dg.materialize(assets, selection=["culture_report"], resources=resources, instance=instance)
+        reports.append(result.asset_value("culture_report"))
+    # both configurations stay in DuckDB ...
+    stored = store.query("SELECT DISTINCT eval_config, n FROM metrics WHERE dataset = 'english_offense' AND model = 'base' AND metric = 'macro_f1'")
+    assert sorted(stored["n"].to_list()) == [6, 14]
+    assert store.query("SELECT count(DISTINCT config_hash) AS k FROM comparisons")["k"][0] == 2
+    # ... and each report shows only its own
+    first, second = reports
+    assert first["eval_config"] != second["eval_config"]
+    page = open(second["html"], encoding="utf-8").read()
+    per_dataset = page.split("<h2>Per-dataset breakdown</h2>")[1].split("</table>")[0]
+    assert "<td>6</td>" in per_dataset and "<td>14</td>" not in per_dataset
 
 
 def test_chat_api_models_with_bad_inputs_score_what_they_can(data_home, tmp_path, fake_openai):

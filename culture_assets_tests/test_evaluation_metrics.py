@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 
-from culture_assets.evaluation.metrics import (
-    INVALID, bootstrap_indices, encode, invalid_rate, macro_f1, macro_f1_with_ci, resampled_macro_f1,
-)
+from culture_assets.evaluation.comparisons import cluster_ids, cluster_weights
+from culture_assets.evaluation.metrics import INVALID, encode, invalid_rate, macro_f1, percentile_ci, weighted_macro_f1
 
 
 def test_macro_f1_on_hand_made_predictions():
@@ -35,21 +34,23 @@ def test_vectorised_resamples_equal_scikit_learn():
     labels = ["x", "y", "z"]
     truth = list(rng.choice(labels, 60))
     predicted = list(rng.choice(labels + [INVALID], 60))
-    indices = bootstrap_indices(60, 25, seed=0, key="d")
-    fast = resampled_macro_f1(encode(truth, labels), encode(predicted, labels), 3, indices)
-    slow = [macro_f1([truth[i] for i in row], [predicted[i] for i in row], labels) for row in indices]
-    np.testing.assert_allclose(fast, slow)
+    clusters, n = cluster_ids([f"row {i}" for i in range(60)])
+    weights = cluster_weights(clusters, n, 25, seed=0, key="d")
+    fast = weighted_macro_f1(encode(truth, labels), encode(predicted, labels), 3, weights)
+    expanded = [[i for i in range(60) for _ in range(int(row[i]))] for row in weights]
+    slow = [macro_f1([truth[i] for i in rows], [predicted[i] for i in rows], labels) for rows in expanded]
+    np.testing.assert_allclose(fast, slow, rtol=1e-6)
 
 
-def test_bootstrap_ci_is_paired_and_deterministic():
+def test_bootstrap_weights_are_paired_and_deterministic():
     truth = ["a"] * 30 + ["b"] * 30
-    indices = bootstrap_indices(60, 500, seed=7, key="ds")
-    assert np.array_equal(indices, bootstrap_indices(60, 500, seed=7, key="ds"))
-    perfect, _ = macro_f1_with_ci(truth, truth, ["a", "b"], indices)
-    assert (perfect.value, perfect.ci_low, perfect.ci_high, perfect.n) == (1.0, 1.0, 1.0, 60)
-    noisy_pred = truth[:20] + ["b"] * 10 + truth[30:]
-    noisy, resampled = macro_f1_with_ci(truth, noisy_pred, ["a", "b"], indices)
-    assert noisy.ci_low < noisy.value < noisy.ci_high < 1.0
-    # the same rows for every model: a model with the same answers gets the same resamples
-    _, twin = macro_f1_with_ci(truth, list(noisy_pred), ["a", "b"], indices)
-    assert np.array_equal(resampled, twin)
+    clusters, n = cluster_ids([f"row {i}" for i in range(60)])
+    weights = cluster_weights(clusters, n, 500, seed=7, key="ds")
+    assert np.array_equal(weights, cluster_weights(clusters, n, 500, seed=7, key="ds"))
+    assert (weights.sum(axis=1) == 60).all()
+    codes = encode(truth, ["a", "b"])
+    assert (weighted_macro_f1(codes, codes, 2, weights) == 1.0).all()
+    noisy_pred = encode(truth[:20] + ["b"] * 10 + truth[30:], ["a", "b"])
+    noisy = weighted_macro_f1(codes, noisy_pred, 2, weights)
+    low, high = percentile_ci(noisy)
+    assert low < macro_f1(truth, truth[:20] + ["b"] * 10 + truth[30:], ["a", "b"]) < high < 1.0

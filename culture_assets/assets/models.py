@@ -6,6 +6,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from culture_assets.assets.evaluation import TRAINING_FIT_CHECK, training_fit_check
 from culture_assets.cultures import load_registry
 from culture_assets.partitions import ABLATION_PARTITIONS, CULTURES
 from culture_assets.resources import WarehouseResource
@@ -67,12 +68,15 @@ def _system_prompt(table: pl.DataFrame) -> str:
     kinds={"pytorch", "openai", "duckdb"},
     partitions_def=CULTURES,
     description="A culture's fine-tuned model: a LoRA adapter directory (local) or a fine-tuned API model id (OpenAI).",
+    check_specs=[TRAINING_FIT_CHECK],
 )
 def culture_model(
     context: dg.AssetExecutionContext, training_set: pl.DataFrame, trainer: TrainerResource, warehouse: WarehouseResource
-) -> dg.Output:
+):
     culture = load_registry().get(context.partition_key)
-    return _fit_and_register(context, trainer, warehouse, training_set, culture.key, "default", _system_prompt(training_set))
+    output = _fit_and_register(context, trainer, warehouse, training_set, culture.key, "default", _system_prompt(training_set))
+    yield output
+    yield training_fit_check(output.value, training_set)
 
 
 @dg.asset(

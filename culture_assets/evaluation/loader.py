@@ -130,7 +130,7 @@ def sample_indices(n: int, size: int | None, seed: int, dataset_id: str) -> np.n
 
 
 def load_dataset(
-    manifest: DatasetManifest, data_dir: Path, sample_size: int | None = 1000, seed: int = 0, verify_checksum: bool = True
+    manifest: DatasetManifest, data_dir: Path, sample_size: int | None = None, seed: int = 0, verify_checksum: bool = True
 ) -> DatasetLoad:
     """Read, check and sample one dataset. Problems become a status on the result, never an exception."""
     try:
@@ -168,7 +168,7 @@ def load_dataset(
 
 
 def load_datasets(
-    manifests: Sequence[DatasetManifest], data_dir: Path, sample_size: int | None = 1000, seed: int = 0, verify_checksum: bool = True
+    manifests: Sequence[DatasetManifest], data_dir: Path, sample_size: int | None = None, seed: int = 0, verify_checksum: bool = True
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(rows of every loadable dataset, one status row per manifest)."""
     loads = [load_dataset(m, data_dir, sample_size, seed, verify_checksum) for m in manifests]

@@ -9,7 +9,12 @@ The lm-evaluation-harness way, with two changes that save most of the compute:
 - the tokens every prompt starts with (chat template, system prompt, instruction) go through the
   model once per call; their keys and values are reused by every example.
 Examples are padded into length-sorted batches; one forward pass scores a whole batch of
-examples and labels."""
+examples and labels.
+
+Each label is scored as a complete answer: its tokens followed by the end-of-turn token of the
+model's chat template. Without it a label that is a prefix of another ("1" of "10" with a
+digit-splitting tokenizer) always scores at least as high as the longer one, which could never
+win; with it, "1" pays for ending the answer where "10" pays for its "0"."""
 
 from __future__ import annotations
 
@@ -71,6 +76,35 @@ def choice_ids(tokenizer: Any, choices: Sequence[str]) -> list[list[int]]:
     return ids
 
 
+_ANSWER_MARK = "\u2063ANSWER\u2063"
+
+
+def end_of_turn_id(tokenizer: Any) -> int:
+    """The token the chat template closes an assistant answer with (<|im_end|>, <|eot_id|>,
+    <end_of_turn> ...): the first special token after the answer in a rendered turn; else EOS."""
+    try:
+        rendered = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "?"}, {"role": "assistant", "content": _ANSWER_MARK}], tokenize=False
+        )
+    except Exception:  # a template that cannot render an assistant turn: fall back to EOS below
+        rendered = ""
+    if _ANSWER_MARK in rendered:
+        suffix = tokenizer(rendered.split(_ANSWER_MARK, 1)[1], add_special_tokens=False)["input_ids"]
+        special = set(tokenizer.all_special_ids)
+        closing = next((token for token in suffix if token in special), None)
+        if closing is not None:
+            return int(closing)
+    if tokenizer.eos_token_id is None:
+        raise ValueError(f"{tokenizer.name_or_path}: no end-of-turn token in the chat template and no EOS token")
+    return int(tokenizer.eos_token_id)
+
+
+def answer_ids(tokenizer: Any, choices: Sequence[str]) -> list[list[int]]:
+    """Each choice as a complete answer: its tokens, then the end-of-turn token."""
+    end = end_of_turn_id(tokenizer)
+    return [ids + [end] for ids in choice_ids(tokenizer, choices)]
+
+
 @dataclass(frozen=True)
 class PackedExample:
     input_ids: list[int]
@@ -130,7 +164,7 @@ class SharedPrefix:
     """The keys and values of the tokens every example starts with, computed once per scoring call."""
 
     length: int
-    cache: Any  # the decoder's past_key_values for one sequence; None when nothing is shared
+    cache: Any  # a transformers DynamicCache for one sequence; None when nothing is shared
 
     def for_batch(self, size: int) -> Any:
         if self.cache is None:
@@ -146,16 +180,26 @@ def decoder_and_head(local: LocalModel) -> tuple[Any, Any]:
     return causal_lm.get_decoder(), causal_lm.get_output_embeddings()
 
 
+def cache_argument(decoder: Any) -> str:
+    """The keyword the decoder takes its Cache under: `cache` (transformers >= 5.2x), `past_key_values` before."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+
+
 def encode_prefix(local: LocalModel, examples: Sequence[PackedExample]) -> SharedPrefix:
     import torch
+    from transformers import DynamicCache
 
     length = shared_prefix_length(examples)
     if not length:
         return SharedPrefix(0, None)
     decoder, _ = decoder_and_head(local)
+    cache = DynamicCache(config=decoder.config)
     with torch.inference_mode():
         ids = torch.tensor([examples[0].input_ids[:length]], device=local.device)
-        return SharedPrefix(length, decoder(input_ids=ids, use_cache=True).past_key_values)
+        decoder(input_ids=ids, use_cache=True, **{cache_argument(decoder): cache})  # fills `cache` in place
+    return SharedPrefix(length, cache)
 
 
 def score_packed(local: LocalModel, examples: Sequence[PackedExample], prefix: SharedPrefix) -> list[list[float]]:
@@ -194,8 +238,8 @@ def score_packed(local: LocalModel, examples: Sequence[PackedExample], prefix: S
             input_ids=torch.from_numpy(input_ids).to(device),
             position_ids=torch.from_numpy(position_ids).to(device),
             attention_mask=mask.to(device),
-            past_key_values=cache,
             use_cache=cache is not None,
+            **{cache_argument(decoder): cache},
         ).last_hidden_state
         # the LM head only where a choice token is predicted: full logits (batch x length x
         # vocabulary) would dominate memory and time with a real vocabulary
@@ -231,12 +275,13 @@ def choice_logliks(
     on_batch: Callable[[list[int], list[list[float]]], None] | None = None,
     max_batch_tokens: int = 8192,
 ) -> np.ndarray:
-    """(len(prompts), len(choices)) summed log-likelihood of each choice after each chat prompt.
+    """(len(prompts), len(choices)) summed log-likelihood of each choice, as a complete answer
+    (see `answer_ids`), after each chat prompt.
 
     `on_batch(indices, scores)` is called after each batch with the prompts' indices (the caller
     writes its cache there, so a crash loses one batch at most).
     """
-    continuations = choice_ids(local.tokenizer, choices)
+    continuations = answer_ids(local.tokenizer, choices)
     packed = [pack(prompt, continuations) for prompt in prompts_ids(local.tokenizer, prompts)]
     result = np.zeros((len(prompts), len(choices)))
     if not packed:

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from culture_assets.evaluation.cache import CachedOutput, EvalCache, Messages, cache_key
-from culture_assets.evaluation.chat import parse_answer, request_params
+from culture_assets.evaluation.chat import parse_answer, request_params, verbalizer_logprobs
 from culture_assets.evaluation.loglik import LocalModel, choice_logliks, load_local_model
 from culture_assets.evaluation.manifest import DatasetManifest
 from culture_assets.evaluation.models import ModelUnderTest
@@ -63,6 +63,8 @@ class ScoringSettings:
     batch_size: int = 16
     structured_output: bool = False
     device: str | None = None
+    # ask API models for log-probabilities and decide from them when the endpoint returns them
+    chat_logprobs: bool = True
 
 
 @dataclass
@@ -79,7 +81,10 @@ class ModelScorer:
 
     @property
     def scorer_name(self) -> str:
-        return "loglik" if self.spec.trainer == "local" else ("chat_structured" if self.settings.structured_output else "chat")
+        # "_eot": labels scored as complete answers (loglik.answer_ids); older cached scores lacked the end token
+        if self.spec.trainer == "local":
+            return "loglik_eot"
+        return "chat_structured" if self.settings.structured_output else ("chat_logprobs" if self.settings.chat_logprobs else "chat")
 
     def run(self, task: ChoiceTask) -> TaskOutputs:
         if self.spec.trainer == "local":
@@ -105,12 +110,16 @@ class ModelScorer:
             raise RuntimeError(f"{self.spec.label} is an API model ({self.spec.api_model}) but no chat runner is configured")
         if self._runner is None:
             self._runner = self.chat(str(self.spec.api_model))
-        params = request_params(task.verbalizers, self.settings.structured_output)
+        params = request_params(task.verbalizers, self.settings.structured_output, logprobs=self.settings.chat_logprobs)
         outcomes = self._runner.run([ChatRequest.of(m, params, tag=row) for m, row in zip(task.prompts, task.row_ids)])
-        predictions = [parse_answer(o.content, task.labels, task.verbalizers, self.settings.structured_output) for o in outcomes]
+        scores = [verbalizer_logprobs(o.top_logprobs, task.verbalizers) if o.top_logprobs else None for o in outcomes]
+        predictions = [
+            task.labels[int(np.argmax(s))] if s is not None else parse_answer(o.content, task.labels, task.verbalizers, self.settings.structured_output)
+            for o, s in zip(outcomes, scores)
+        ]
         return TaskOutputs(
             predictions,
-            [None] * len(predictions),
+            scores,
             n_cached=sum(o.status == "cached" for o in outcomes),
             n_not_sent=sum(o.status == "budget_exhausted" for o in outcomes),
         )

@@ -34,6 +34,7 @@ class CachedResponse:
     content: str
     prompt_tokens: int
     completion_tokens: int
+    top_logprobs: dict[str, float] | None = None
 
 
 class ResponseCache:
@@ -52,15 +53,15 @@ class ResponseCache:
             [sorted(set(keys))],
         )
         return {
-            key: CachedResponse(json.loads(response)["content"], int(prompt or 0), int(completion or 0))
-            for key, response, prompt, completion in rows.iter_rows()
+            key: CachedResponse(parsed["content"], int(prompt or 0), int(completion or 0), parsed.get("top_logprobs"))
+            for key, parsed, prompt, completion in ((k, json.loads(r), p, c) for k, r, p, c in rows.iter_rows())
         }
 
     def put(self, key: str, model: str, request_json: str, response: CachedResponse) -> None:
+        stored = {"content": response.content, **({"top_logprobs": response.top_logprobs} if response.top_logprobs else {})}
         with self.warehouse.transaction() as con:
             con.execute(
                 "INSERT OR REPLACE INTO llm_cache (cache_key, model, request_json, response_json, prompt_tokens, completion_tokens) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                [key, model, request_json, json.dumps({"content": response.content}, ensure_ascii=False),
-                 response.prompt_tokens, response.completion_tokens],
+                [key, model, request_json, json.dumps(stored, ensure_ascii=False), response.prompt_tokens, response.completion_tokens],
             )

@@ -11,6 +11,8 @@ class Completion:
     content: str
     prompt_tokens: int
     completion_tokens: int
+    # the first answer token's likeliest alternatives (token -> log-probability), when logprobs were returned
+    top_logprobs: dict[str, float] | None = None
 
 
 class ChatGenerator(Protocol):

@@ -69,10 +69,12 @@ class OpenAIChatGenerator:
         choice = response.choices[0] if response.choices else None
         content = (choice.message.content if choice is not None else None) or ""
         usage = response.usage
+        first = choice.logprobs.content[0] if choice is not None and choice.logprobs and choice.logprobs.content else None
         return Completion(
             content=content,
             prompt_tokens=int(usage.prompt_tokens) if usage else 0,
             completion_tokens=int(usage.completion_tokens) if usage else 0,
+            top_logprobs={t.token: float(t.logprob) for t in [first, *(first.top_logprobs or [])]} if first else None,
         )
 
     def _clean(self, exc: BaseException) -> str:

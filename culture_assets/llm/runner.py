@@ -48,6 +48,7 @@ class ChatOutcome:
     content: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    top_logprobs: dict[str, float] | None = None
 
     @property
     def answered(self) -> bool:
@@ -214,7 +215,7 @@ class ChatRunner:
         for index, (request, key) in enumerate(zip(requests, keys)):
             if key in cached:
                 hit = cached[key]
-                outcomes[index] = ChatOutcome(request, key, "cached", hit.content, hit.prompt_tokens, hit.completion_tokens)
+                outcomes[index] = ChatOutcome(request, key, "cached", hit.content, hit.prompt_tokens, hit.completion_tokens, hit.top_logprobs)
                 self.stats.cache_hits += 1
             elif key in first_index:
                 continue  # identical request in the same batch: answered once, below
@@ -236,10 +237,11 @@ class ChatRunner:
                 completion = await self._complete_with_retries(request)
             self.stats.prompt_tokens += completion.prompt_tokens
             self.stats.completion_tokens += completion.completion_tokens
-            response = CachedResponse(completion.content, completion.prompt_tokens, completion.completion_tokens)
+            response = CachedResponse(completion.content, completion.prompt_tokens, completion.completion_tokens, completion.top_logprobs)
             if cache is not None:
                 cache.put(key, self.model, canonical_request(self.model, request.messages, request.params), response)
-            outcomes[index] = ChatOutcome(request, key, "ok", completion.content, completion.prompt_tokens, completion.completion_tokens)
+            outcomes[index] = ChatOutcome(request, key, "ok", completion.content, completion.prompt_tokens, completion.completion_tokens,
+                                          completion.top_logprobs)
             done += 1
             if done % 25 == 0 or done == len(pending):
                 self.log(f"{done}/{len(pending)} chat calls done, {self.stats.tokens} tokens, {self.stats.retries} retries")
@@ -260,7 +262,8 @@ class ChatRunner:
             if outcomes[index] is None:
                 source = outcomes[first_index[key]]
                 assert source is not None
-                outcomes[index] = ChatOutcome(requests[index], key, source.status, source.content, source.prompt_tokens, source.completion_tokens)
+                outcomes[index] = ChatOutcome(requests[index], key, source.status, source.content, source.prompt_tokens, source.completion_tokens,
+                                              source.top_logprobs)
         if self.stats.budget_exhausted:
             skipped = sum(1 for o in outcomes if o is not None and o.status == "budget_exhausted")
             self.log(f"budget reached ({self.budget}): {skipped} requests not sent; re-run with a larger budget to resume from the cache")

@@ -134,4 +134,42 @@ MIGRATIONS: dict[int, str] = {
     ALTER TABLE metrics ADD COLUMN n_train BIGINT;
     ALTER TABLE metrics ADD COLUMN tiny_model BOOLEAN;
     """,
+    301: """
+    ALTER TABLE metrics ADD COLUMN eval_config VARCHAR;
+    CREATE TABLE comparisons (
+        culture VARCHAR NOT NULL,
+        scope VARCHAR NOT NULL,
+        model VARCHAR NOT NULL,
+        baseline VARCHAR NOT NULL,
+        diff DOUBLE,
+        ci_low DOUBLE,
+        ci_high DOUBLE,
+        p_value DOUBLE,
+        p_holm DOUBLE,
+        n_clusters BIGINT,
+        config_hash VARCHAR NOT NULL,
+        run_id VARCHAR,
+        written_at TIMESTAMP DEFAULT current_timestamp
+    );
+    CREATE TABLE comparison_replicates (
+        culture VARCHAR NOT NULL,
+        model VARCHAR NOT NULL,
+        baseline VARCHAR NOT NULL,
+        config_hash VARCHAR NOT NULL,
+        diffs DOUBLE[] NOT NULL,
+        run_id VARCHAR,
+        written_at TIMESTAMP DEFAULT current_timestamp
+    );
+    CREATE TABLE label_counts (
+        culture VARCHAR NOT NULL,
+        dataset VARCHAR NOT NULL,
+        model VARCHAR NOT NULL,
+        label VARCHAR NOT NULL,
+        n BIGINT NOT NULL,
+        share DOUBLE NOT NULL,
+        eval_config VARCHAR NOT NULL,
+        run_id VARCHAR,
+        written_at TIMESTAMP DEFAULT current_timestamp
+    );
+    """,
 }
