@@ -26,6 +26,7 @@ from culture_assets.evaluation.resource import EvalDataResource
 from culture_assets.io_manager import ArtifactIOManager
 from culture_assets.llm import LLMResource
 from culture_assets.llm.resource import API_KEY_ENV, BASE_URL_ENV
+from culture_assets.llm.runner import REQUEST_TIMEOUT_ENV
 from culture_assets.resources import SurveySourceResource, WarehouseResource
 from culture_assets.settings import data_home
 from culture_assets.training.resource import BASE_MODEL_ENV, TrainerResource
@@ -66,6 +67,20 @@ def base_model() -> str:
     return os.environ.get(BASE_MODEL_ENV) or DEFAULT_HUB_MODEL
 
 
+def llm_settings() -> dict[str, Any]:
+    """The llm resource's settings the environment overrides (the command line's way to set them)."""
+    raw = os.environ.get(REQUEST_TIMEOUT_ENV, "")
+    if not raw:
+        return {}
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if seconds <= 0:
+        raise SystemExit(f"{REQUEST_TIMEOUT_ENV}={raw!r}: expected a positive number of seconds")
+    return {"request_timeout_s": seconds}
+
+
 def resources_for(profile: Profile, limit: int | None = None) -> dict[str, Any]:
     """The Dagster resources of a profile; `limit` caps training steps (a laptop-sized run)."""
     shared: dict[str, Any] = {
@@ -79,14 +94,14 @@ def resources_for(profile: Profile, limit: int | None = None) -> dict[str, Any]:
         steps = min(limit or DEMO_TRAINING_STEPS, DEMO_TRAINING_STEPS)
         return {
             **shared,
-            "llm": LLMResource(local_model=str(demo.model_dir), default_max_tokens=64),
+            "llm": LLMResource(local_model=str(demo.model_dir), default_max_tokens=64, **llm_settings()),
             "trainer": TrainerResource(base_model=str(demo.model_dir), max_steps=steps, save_steps=steps),
             "eval_data": EvalDataResource(data_dir=str(demo.eval_data_dir), manifests_dir=str(demo.manifests_dir)),
         }
     trainer_kind = os.environ.get(TRAINER_ENV, "local")
     return {
         **shared,
-        "llm": LLMResource(local_model=generator_model()),
+        "llm": LLMResource(local_model=generator_model(), **llm_settings()),
         "trainer": TrainerResource(kind=trainer_kind, base_model=base_model(), max_steps=limit or -1),
         "eval_data": EvalDataResource(),
     }
