@@ -14,7 +14,9 @@ import argparse
 import fcntl
 import os
 import shutil
+import signal
 import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -55,16 +57,25 @@ def _create_instance_storage(home: Path) -> None:
             instance.fetch_materializations(dg.AssetKey("seed_survey"), limit=1)
 
 
+def _stop_on_sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def run_pipeline(select: str | None, partitions: Sequence[str] | None, cultures_only: bool = False) -> None:
     import dagster as dg
 
-    from culture_assets.definitions import defs
-    from culture_assets.pipeline import StagesFailed, materialize_in_stages, plan_stages
-    from culture_assets.profiles import asset_config_for, current_limit, current_profile, preflight
+    from culture_assets.definitions import MAIN_JOB_STAGES, defs
+    from culture_assets.launcher import WorkspaceLauncher
+    from culture_assets.pipeline import PROFILE_TAG, Progress, SelectionError, StagesFailed, plan_stages, run_stages
+    from culture_assets.profiles import current_limit, current_profile, preflight
+    from culture_assets.recovery import recover_dead_runs
 
     profile, limit = current_profile(), current_limit()
-    names = {key.to_user_string() for _, keys in plan_stages(defs, select, cultures_only) for key in keys}
-    problems = preflight(profile, names)
+    try:
+        stages = plan_stages(defs, MAIN_JOB_STAGES, select, cultures_only)
+    except SelectionError as bad:
+        raise SystemExit(f"culture-assets: {bad}") from None
+    problems = preflight(profile, {name for stage in stages for name in stage.asset_names})
     if problems:
         raise SystemExit(
             "culture-assets: cannot run on this machine as configured:\n"
@@ -72,15 +83,22 @@ def run_pipeline(select: str | None, partitions: Sequence[str] | None, cultures_
             + "Or run the offline wiring demo (a tiny model built here; its scores mean nothing):\n"
             + "  culture-assets run --profile demo"
         )
-    print(f"profile: {profile.value}" + (f", limit {limit}" if limit else ""), file=sys.stderr)
+    log_path = data_home() / "logs" / time.strftime("run-%Y%m%d-%H%M%S.log")
+    print(f"profile: {profile.value}" + (f", limit {limit}" if limit else "") + f"; Dagster's full event log: {log_path}", file=sys.stderr)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     with dg.DagsterInstance.get() as instance:
+        for line in recover_dead_runs(instance):
+            print(f"culture-assets: {line}", file=sys.stderr)
         try:
-            materialize_in_stages(
-                defs, instance, select=select, partitions=partitions, partitioned_only=cultures_only,
-                op_config=asset_config_for(profile, limit),
-            )
+            with WorkspaceLauncher(project_root(), log_path) as launcher:
+                print(f"runs visible in the UI while this runs: {launcher.url}; afterwards: culture-assets dev", file=sys.stderr)
+                run_stages(defs, stages, launcher, instance, partitions, tags={PROFILE_TAG: profile.value}, progress=Progress(len(stages)))
         except StagesFailed as failed:
-            raise SystemExit(f"culture-assets: {failed}") from None
+            raise SystemExit(f"culture-assets: {failed}\nDagster's full event log: {log_path}") from None
+        except KeyboardInterrupt:
+            raise SystemExit(f"culture-assets: stopped; runs in flight were terminated. Log: {log_path}") from None
+        except RuntimeError as broken:
+            raise SystemExit(f"culture-assets: {broken}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from culture_assets.augment.resource import EmbedderResource
 from culture_assets.cultures import load_registry
@@ -37,6 +37,7 @@ GENERATOR_ENV = "CULTURE_ASSETS_GENERATOR_MODEL"
 TRAINER_ENV = "CULTURE_ASSETS_TRAINER"
 DEFAULT_HUB_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 DEMO_TRAINING_STEPS = 6
+T = TypeVar("T")
 
 
 class Profile(str, Enum):
@@ -108,17 +109,27 @@ def resources_for(profile: Profile, limit: int | None = None) -> dict[str, Any]:
 
 
 def asset_config_for(profile: Profile, limit: int | None = None) -> dict[str, dict[str, Any]]:
-    """Per-op config a run of this profile uses (op name -> config)."""
+    """The asset config a profile changes: config class name -> field -> value."""
     config: dict[str, dict[str, Any]] = {}
     if profile is Profile.DEMO:
         # the tiny generator writes no valid JSON, so no variant passes: train on the seed questions
-        config["paraphrases_and_templates"] = {"max_attempts": 1, "max_tokens": 64}
-        config["synonym_variants"] = {"max_attempts": 1, "max_tokens": 64}
-        config["augmented_questions"] = {"min_variants_per_question": 0}
-        config["culture_scores"] = {"n_resamples": 200}
+        config["ParaphraseConfig"] = {"max_attempts": 1, "max_tokens": 64}
+        config["SynonymConfig"] = {"max_attempts": 1, "max_tokens": 64}
+        config["SemanticFilterConfig"] = {"min_variants_per_question": 0}
+        config["ScoringConfig"] = {"n_resamples": 200}
     if limit:
-        config["eval_dataset"] = {"sample_size": limit}
+        config["EvalDatasetConfig"] = {"sample_size": limit}
     return config
+
+
+def profile_default(config_class: str, field: str, default: T) -> T:
+    """`default`, or what the current profile (and limit) sets for this config field.
+
+    Asset config classes take their defaults from here, so every way of launching (the command
+    line, the launchpad, the UI's Materialize button, a backfill) runs with the profile's values,
+    and the launchpad shows them as the defaults to change.
+    """
+    return asset_config_for(current_profile(), current_limit()).get(config_class, {}).get(field, default)
 
 
 def _model_at_hand(name: str) -> bool:

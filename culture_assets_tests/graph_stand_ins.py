@@ -34,9 +34,16 @@ def questions_downstream() -> None:
 
 
 STAND_INS = [answers_downstream, all_cultures_downstream, scores_downstream, questions_downstream]
+# the main job's stages over this graph, in topological order (as definitions.MAIN_JOB_STAGES)
+STAGE_JOBS = [
+    dg.define_asset_job("questions_stage", selection=dg.AssetSelection.assets("wvs_questions", "questions_downstream")),
+    dg.define_asset_job("answers_stage", selection=dg.AssetSelection.assets("seed_survey", "answers_downstream")),
+    dg.define_asset_job("all_cultures_stage", selection=dg.AssetSelection.assets("all_cultures_downstream")),
+    dg.define_asset_job("scores_stage", selection=dg.AssetSelection.assets("scores_downstream")),
+]
 DEFS = dg.Definitions(
     assets=[*dg.load_assets_from_modules([survey]), *STAND_INS],
-    jobs=[automation.survey_recheck_job],
+    jobs=[automation.survey_recheck_job, *STAGE_JOBS],
     sensors=[automation.wvs_wave_sensor],
     schedules=[automation.wvs_wave_weekly_recheck],
     resources=project_defs.resources,

@@ -18,6 +18,7 @@ from culture_assets.augment.resource import EmbedderResource
 from culture_assets.augment.semantic_filter import DEFAULT_THRESHOLD, FilterSettings, semantic_filter
 from culture_assets.llm import DryRunStop, LLMError, LLMResource
 from culture_assets.markdown import markdown_table
+from culture_assets.profiles import profile_default
 from culture_assets.resources import WarehouseResource
 from culture_assets.settings import atomic_path, data_home
 from culture_assets.store.warehouse import WRITER_POOL
@@ -30,18 +31,20 @@ class ParaphraseConfig(dg.Config):
     n_paraphrases: int = Field(default=8, ge=1, description="Paraphrases asked for per request.")
     n_templates: int = Field(default=2, ge=0, description="[x] templates asked for per request (and kept per question).")
     target_accepted: int = Field(default=5, ge=1, description="Ask again until this many paraphrases pass the threshold.")
-    max_attempts: int = Field(default=3, ge=1, description="Requests per seed question at most.")
+    max_attempts: int = Field(default=profile_default("ParaphraseConfig", "max_attempts", 3), ge=1, description="Requests per seed question at most.")
     similarity_threshold: float = Field(default=DEFAULT_THRESHOLD, ge=-1, le=1)
     temperature: float = 0.9
-    max_tokens: int = 1024
+    max_tokens: int = profile_default("ParaphraseConfig", "max_tokens", 1024)
 
 
 class SynonymConfig(dg.Config):
     fillings_per_template: int = Field(default=4, ge=1)
-    max_attempts: int = Field(default=2, ge=1, description="Requests per seed question at most (retries after a malformed reply).")
+    max_attempts: int = Field(
+        default=profile_default("SynonymConfig", "max_attempts", 2), ge=1, description="Requests per seed question at most (retries after a malformed reply)."
+    )
     similarity_threshold: float = Field(default=DEFAULT_THRESHOLD, ge=-1, le=1)
     temperature: float = 0.9
-    max_tokens: int = 1024
+    max_tokens: int = profile_default("SynonymConfig", "max_tokens", 1024)
 
 
 class SemanticFilterConfig(dg.Config):
@@ -49,7 +52,9 @@ class SemanticFilterConfig(dg.Config):
     max_per_question: int = Field(default=10, ge=1, description="Variants kept per seed question (the seed comes on top).")
     mmr_lambda: float = Field(default=0.6, ge=0, le=1, description="1: most similar first; lower: more diverse.")
     near_duplicate: float = Field(default=0.98, gt=0, le=1, description="Cosine above which a variant repeats a kept one.")
-    min_variants_per_question: int = Field(default=3, ge=0, description="The coverage check's minimum.")
+    min_variants_per_question: int = Field(
+        default=profile_default("SemanticFilterConfig", "min_variants_per_question", 3), ge=0, description="The coverage check's minimum."
+    )
 
 
 class AugmentationQualityConfig(dg.Config):

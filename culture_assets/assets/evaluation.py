@@ -16,6 +16,7 @@ from culture_assets.evaluation.scoring import ScoringSettings
 from culture_assets.evaluation.suite import AVERAGE, BootstrapSettings, score_culture
 from culture_assets.evaluation.store import write_dataset_status, write_metrics
 from culture_assets.markdown import markdown_table
+from culture_assets.profiles import profile_default
 from culture_assets.llm import LLMResource
 from culture_assets.resources import SurveySourceResource, WarehouseResource
 from culture_assets.store import Warehouse
@@ -26,7 +27,7 @@ CULTURES = culture_partitions()
 
 
 class EvalDatasetConfig(dg.Config):
-    sample_size: int = 1000  # the paper evaluated up to 1,000 rows per task
+    sample_size: int = profile_default("EvalDatasetConfig", "sample_size", 1000)  # the paper evaluated up to 1,000 rows per task
     seed: int = 0
     verify_checksum: bool = True
 
@@ -35,7 +36,7 @@ class ScoringConfig(dg.Config):
     batch_size: int = 16
     structured_output: bool = False  # send a JSON-schema enum of the labels to API models
     device: str = ""  # empty: cuda when available, else cpu
-    n_resamples: int = 1000
+    n_resamples: int = profile_default("ScoringConfig", "n_resamples", 1000)
     bootstrap_seed: int = 0
 
     def settings(self) -> ScoringSettings:
