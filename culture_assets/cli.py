@@ -6,6 +6,7 @@
     culture-assets run --profile demo   # offline wiring demo on a tiny model built here
     culture-assets run --limit 50       # laptop-sized: 50 evaluation rows per dataset, 50 training steps
     culture-assets dev                  # Dagster UI on 127.0.0.1:3000
+    culture-assets dev --profile demo   # the UI on the demo's models, data and asset config
 """
 
 from __future__ import annotations
