@@ -65,6 +65,7 @@ def _stop_on_sigterm(signum, frame) -> None:
 def run_pipeline(select: str | None, partitions: Sequence[str] | None, cultures_only: bool = False) -> None:
     import dagster as dg
 
+    from culture_assets.cultures import load_registry
     from culture_assets.definitions import MAIN_JOB_STAGES, defs
     from culture_assets.launcher import WorkspaceLauncher
     from culture_assets.pipeline import PROFILE_TAG, Progress, SelectionError, StagesFailed, plan_stages, run_stages
@@ -72,6 +73,9 @@ def run_pipeline(select: str | None, partitions: Sequence[str] | None, cultures_
     from culture_assets.recovery import recover_dead_runs
 
     profile, limit = current_profile(), current_limit()
+    unknown = sorted(set(partitions or []) - set(load_registry().keys))
+    if unknown:
+        raise SystemExit(f"culture-assets: --partition {', '.join(unknown)}: no such culture in the registry (cultures: {', '.join(load_registry().keys)})")
     try:
         stages = plan_stages(defs, MAIN_JOB_STAGES, select, cultures_only)
     except SelectionError as bad:

@@ -222,7 +222,8 @@ def run_stages(
                 None,
             )
             if blocker is not None:
-                outcome = RunOutcome(stage, partition, "skipped", message=f"skipped because {blocker.label} {blocker.status}")
+                cause = blocker.message if blocker.status == "skipped" else f"skipped because {blocker.label} failed"
+                outcome = RunOutcome(stage, partition, "skipped", message=cause)
                 outcomes.append(outcome)
                 progress.finished(outcome)
                 continue
