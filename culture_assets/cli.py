@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+from contextlib import contextmanager
 import fcntl
 import os
 import shutil
@@ -19,7 +20,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from culture_assets.settings import atomic_write_text, dagster_home, data_home
 
@@ -58,6 +59,18 @@ def _create_instance_storage(home: Path) -> None:
             instance.fetch_materializations(dg.AssetKey("seed_survey"), limit=1)
 
 
+@contextmanager
+def _one_run_at_a_time(home: Path) -> Iterator[None]:
+    """Hold the data home for this command: one `dagster dev` (one daemon) per instance at a time."""
+    with (home / ".run.lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("culture-assets: another `culture-assets run` is using this data home; waiting for it to finish", file=sys.stderr)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def _stop_on_sigterm(signum, frame) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -91,7 +104,7 @@ def run_pipeline(select: str | None, partitions: Sequence[str] | None, cultures_
     log_path = data_home() / "logs" / time.strftime("run-%Y%m%d-%H%M%S.log")
     print(f"profile: {profile.value}" + (f", limit {limit}" if limit else "") + f"; Dagster's full event log: {log_path}", file=sys.stderr)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    with dg.DagsterInstance.get() as instance:
+    with _one_run_at_a_time(data_home()), dg.DagsterInstance.get() as instance:
         for line in recover_dead_runs(instance):
             print(f"culture-assets: {line}", file=sys.stderr)
         try:
