@@ -73,7 +73,9 @@ MAIN_JOB_STAGES = [
 defs = dg.Definitions(
     assets=ALL_ASSETS,
     jobs=[*MAIN_JOB_STAGES, culture_job, automation.survey_recheck_job],
-    executor=deploy.executor_from_env(),
+    # Locally a run is one process: the cultures run in parallel as runs (one per partition), and a
+    # subprocess per step would import the whole code location again for every step (seconds each).
+    executor=deploy.executor_from_env() or dg.in_process_executor,
     sensors=[automation.wvs_wave_sensor, models.openai_fine_tuning_sensor, recovery.dead_run_sensor],
     schedules=[automation.wvs_wave_weekly_recheck],
     # CULTURE_ASSETS_PROFILE (default | demo) and CULTURE_ASSETS_LIMIT choose models, data and limits

@@ -47,7 +47,7 @@ def recover_dead_runs(instance: dg.DagsterInstance) -> list[str]:
         message = f"run worker (pid {pid}) is gone: marked failed by culture-assets, its concurrency slots freed"
         instance.report_run_failed(run, message)
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
-        recovered.append(f"run {run.run_id} ({run.job_name}, {run.tags.get('dagster/partition', 'unpartitioned')}): {message}" + (f" ({freed})" if freed else ""))
+        recovered.append(f"run {run.run_id} ({run.job_name}, {run.tags.get('dagster/partition', 'unpartitioned')}): {message}")
     return recovered
 
 

@@ -44,8 +44,12 @@ def pool_holders(instance: dg.DagsterInstance) -> set[str]:
 
 def kill_tree(pid: int) -> None:
     """SIGKILL a process and everything below it, as a lost machine or `kill -9` of each would."""
-    root = psutil.Process(pid)
-    for process in [*root.children(recursive=True), root]:
+    try:
+        root = psutil.Process(pid)
+        family = [*root.children(recursive=True), root]
+    except psutil.NoSuchProcess:
+        return  # already gone (the run worker was the command's own process)
+    for process in family:
         try:
             process.kill()
         except psutil.NoSuchProcess:
