@@ -80,7 +80,7 @@ def run_pipeline(select: str | None, partitions: Sequence[str] | None, cultures_
 
     from culture_assets.cultures import load_registry
     from culture_assets.definitions import MAIN_JOB_STAGES, defs
-    from culture_assets.launcher import WorkspaceLauncher
+    from culture_assets.launcher import LauncherError, WorkspaceLauncher
     from culture_assets.pipeline import PROFILE_TAG, Progress, SelectionError, StagesFailed, plan_stages, run_stages
     from culture_assets.profiles import current_limit, current_profile, preflight
     from culture_assets.recovery import recover_dead_runs
@@ -115,7 +115,7 @@ def run_pipeline(select: str | None, partitions: Sequence[str] | None, cultures_
             raise SystemExit(f"culture-assets: {failed}\nDagster's full event log: {log_path}") from None
         except KeyboardInterrupt:
             raise SystemExit(f"culture-assets: stopped; runs in flight were terminated. Log: {log_path}") from None
-        except RuntimeError as broken:
+        except LauncherError as broken:
             raise SystemExit(f"culture-assets: {broken}") from None
 
 

@@ -28,6 +28,10 @@ LOCATION_STATUS = "{ workspaceOrError { ... on Workspace { locationEntries { nam
 PR_SET_PDEATHSIG = 1
 
 
+class LauncherError(RuntimeError):
+    """`dagster dev` did not start, or the code location did not load; the log file says why."""
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -86,7 +90,7 @@ class WorkspaceLauncher:
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"dagster dev exited with {self.process.returncode}; see {self.log_path}")
+                raise LauncherError(f"dagster dev exited with {self.process.returncode}; see {self.log_path}")
             try:
                 entries = self._graphql(LOCATION_STATUS)["workspaceOrError"]["locationEntries"]
             except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError, TypeError, ValueError):
@@ -94,10 +98,10 @@ class WorkspaceLauncher:
             if entries and all(entry["loadStatus"] == "LOADED" for entry in entries):
                 errors = [entry["locationOrLoadError"] for entry in entries if entry["locationOrLoadError"]["__typename"] == "PythonError"]
                 if errors:
-                    raise RuntimeError(f"the code location failed to load: {errors[0].get('message', '').strip()[:600]} (see {self.log_path})")
+                    raise LauncherError(f"the code location failed to load: {errors[0].get('message', '').strip()[:600]} (see {self.log_path})")
                 return
             time.sleep(1)
-        raise RuntimeError(f"dagster dev did not load the code location within {self.startup_timeout_s:.0f}s; see {self.log_path}")
+        raise LauncherError(f"dagster dev did not load the code location within {self.startup_timeout_s:.0f}s; see {self.log_path}")
 
     def submit(self, stage: Stage, partition: str | None, tags: Mapping[str, str]) -> str:
         return self.client.submit_job_execution(

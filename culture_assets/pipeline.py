@@ -101,9 +101,15 @@ def _ancestors(graph, keys: Sequence[dg.AssetKey]) -> set[dg.AssetKey]:
 
 
 def _related(partition: str | None, upstream_partition: str | None) -> bool:
-    """Whether a run for `partition` reads what a run for `upstream_partition` writes (same culture, or one covers all)."""
+    """Whether a run for `partition` reads what a run for `upstream_partition` writes.
+
+    Same key when both have the same shape; a culture x variant key and a culture key when the culture
+    matches; an unpartitioned run reads or writes every culture.
+    """
     if partition is None or upstream_partition is None:
         return True
+    if ("|" in partition) == ("|" in upstream_partition):
+        return partition == upstream_partition
     return bool(set(partition.split("|")) & set(upstream_partition.split("|")))
 
 
