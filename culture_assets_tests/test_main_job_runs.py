@@ -78,3 +78,32 @@ def test_the_command_line_rejects_a_bad_selection_in_one_line(tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("culture-assets:")]
     assert len(errors) == 1 and "--select 'seed_survey+++(': Invalid selection" in errors[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+
+
+VARIANTS = dg.MultiPartitionsDefinition({"culture": CULTURES, "variant": dg.StaticPartitionsDefinition(["big", "small"])})
+
+
+@dg.asset(partitions_def=VARIANTS)
+def variant_set(context: dg.AssetExecutionContext) -> None:
+    if context.partition_key == "german|big":
+        raise ValueError("asked for 1000 samples, 40 exist")
+
+
+@dg.asset(partitions_def=VARIANTS, deps=[variant_set])
+def variant_model() -> None:
+    pass
+
+
+VARIANT_STAGES = [dg.define_asset_job("variant_sets", selection=[variant_set]), dg.define_asset_job("variant_models", selection=[variant_model])]
+VARIANT_DEFS = dg.Definitions(assets=[variant_set, variant_model], jobs=VARIANT_STAGES)
+
+
+def test_a_failed_variant_skips_only_that_variant(data_home):
+    with dg.DagsterInstance.get() as instance:
+        with pytest.raises(StagesFailed) as failed:
+            stages = plan_stages(VARIANT_DEFS, VARIANT_STAGES)
+            run_stages(VARIANT_DEFS, stages, InProcessLauncher(VARIANT_DEFS, instance), instance, partitions=["german"], poll_s=0)
+        models = [run.tags["dagster/partition"] for run in instance.get_runs() if run.job_name == "variant_models"]
+    assert str(failed.value).startswith("1 of 4 runs failed, 1 skipped")
+    assert "variant_models [german|big]: skipped because variant_sets [german|big] failed" in str(failed.value)
+    assert models == ["german|small"]
