@@ -3,7 +3,6 @@ the next run finds the dead run, marks it failed, frees its slot and finishes.""
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
