@@ -107,7 +107,7 @@ def run_and_check(env: dict[str, str], home: Path) -> None:
 
 
 @pytest.mark.slow
-def test_default_profile_end_to_end_with_an_openai_compatible_generator(default_env, tmp_path):
+def test_default_profile_end_to_end_with_an_openai_compatible_generator(default_env):
     with FakeOpenAI() as server:
         server.chat_reply = augmentation_chat_reply
         env = {**default_env, "OPENAI_API_KEY": "sk-test-e2e", "OPENAI_BASE_URL": server.base_url}
@@ -121,5 +121,5 @@ def test_default_profile_end_to_end_with_an_openai_compatible_generator(default_
     reason="the local generator does not yet constrain its output to the JSON schema (issue 11 item 3, branch i11-models): "
     "a small model's replies do not parse, no variant is kept and augmented_questions' coverage check stops the run",
 )
-def test_default_profile_end_to_end_with_the_local_generator(default_env, tmp_path):
+def test_default_profile_end_to_end_with_the_local_generator(default_env):
     run_and_check(default_env, Path(default_env["CULTURE_ASSETS_HOME"]))
