@@ -6,17 +6,21 @@
     culture-assets run --profile demo   # offline wiring demo on a tiny model built here
     culture-assets run --limit 50       # laptop-sized: 50 evaluation rows per dataset, 50 training steps
     culture-assets dev                  # Dagster UI on 127.0.0.1:3000
+    culture-assets dev --profile demo   # the UI on the demo's models, data and asset config
 """
 
 from __future__ import annotations
 
 import argparse
+from contextlib import contextmanager
 import fcntl
 import os
 import shutil
+import signal
 import sys
+import time
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from culture_assets.settings import atomic_write_text, dagster_home, data_home
 
@@ -55,16 +59,41 @@ def _create_instance_storage(home: Path) -> None:
             instance.fetch_materializations(dg.AssetKey("seed_survey"), limit=1)
 
 
+@contextmanager
+def _one_run_at_a_time(home: Path) -> Iterator[None]:
+    """Hold the data home for this command: one `dagster dev` (one daemon) per instance at a time."""
+    with (home / ".run.lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("culture-assets: another `culture-assets run` is using this data home; waiting for it to finish", file=sys.stderr)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _stop_on_sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def run_pipeline(select: str | None, partitions: Sequence[str] | None, cultures_only: bool = False) -> None:
     import dagster as dg
 
-    from culture_assets.definitions import defs
-    from culture_assets.pipeline import StagesFailed, materialize_in_stages, plan_stages
-    from culture_assets.profiles import asset_config_for, current_limit, current_profile, preflight
+    from culture_assets.cultures import load_registry
+    from culture_assets.definitions import MAIN_JOB_STAGES, defs
+    from culture_assets.launcher import LauncherError, WorkspaceLauncher
+    from culture_assets.pipeline import PROFILE_TAG, Progress, SelectionError, StagesFailed, plan_stages, run_stages
+    from culture_assets.profiles import current_limit, current_profile, preflight
+    from culture_assets.recovery import recover_dead_runs
 
     profile, limit = current_profile(), current_limit()
-    names = {key.to_user_string() for _, keys in plan_stages(defs, select, cultures_only) for key in keys}
-    problems = preflight(profile, names)
+    unknown = sorted(set(partitions or []) - set(load_registry().keys))
+    if unknown:
+        raise SystemExit(f"culture-assets: --partition {', '.join(unknown)}: no such culture in the registry (cultures: {', '.join(load_registry().keys)})")
+    try:
+        stages = plan_stages(defs, MAIN_JOB_STAGES, select, cultures_only)
+    except SelectionError as bad:
+        raise SystemExit(f"culture-assets: {bad}") from None
+    problems = preflight(profile, {name for stage in stages for name in stage.asset_names})
     if problems:
         raise SystemExit(
             "culture-assets: cannot run on this machine as configured:\n"
@@ -72,15 +101,22 @@ def run_pipeline(select: str | None, partitions: Sequence[str] | None, cultures_
             + "Or run the offline wiring demo (a tiny model built here; its scores mean nothing):\n"
             + "  culture-assets run --profile demo"
         )
-    print(f"profile: {profile.value}" + (f", limit {limit}" if limit else ""), file=sys.stderr)
-    with dg.DagsterInstance.get() as instance:
+    log_path = data_home() / "logs" / time.strftime("run-%Y%m%d-%H%M%S.log")
+    print(f"profile: {profile.value}" + (f", limit {limit}" if limit else "") + f"; Dagster's full event log: {log_path}", file=sys.stderr)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    with _one_run_at_a_time(data_home()), dg.DagsterInstance.get() as instance:
+        for line in recover_dead_runs(instance):
+            print(f"culture-assets: {line}", file=sys.stderr)
         try:
-            materialize_in_stages(
-                defs, instance, select=select, partitions=partitions, partitioned_only=cultures_only,
-                op_config=asset_config_for(profile, limit),
-            )
+            with WorkspaceLauncher(project_root(), log_path) as launcher:
+                print(f"runs visible in the UI while this runs: {launcher.url}; afterwards: culture-assets dev", file=sys.stderr)
+                run_stages(defs, stages, launcher, instance, partitions, tags={PROFILE_TAG: profile.value}, progress=Progress(len(stages)))
         except StagesFailed as failed:
-            raise SystemExit(f"culture-assets: {failed}") from None
+            raise SystemExit(f"culture-assets: {failed}\nDagster's full event log: {log_path}") from None
+        except KeyboardInterrupt:
+            raise SystemExit(f"culture-assets: stopped; runs in flight were terminated. Log: {log_path}") from None
+        except LauncherError as broken:
+            raise SystemExit(f"culture-assets: {broken}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import dagster as dg
 
@@ -28,6 +28,7 @@ from culture_assets.evaluation.download import check_reachable
 from culture_assets.resources.evaluation import EvalDataResource
 from culture_assets.io_manager import ArtifactIOManager
 from culture_assets.resources.llm import API_KEY_ENV, BASE_URL_ENV, LLMResource
+from culture_assets.llm.runner import REQUEST_TIMEOUT_ENV
 from culture_assets.resources import SurveySourceResource, WarehouseResource
 from culture_assets.settings import data_home
 from culture_assets.resources.training import BASE_MODEL_ENV, TrainerResource
@@ -38,6 +39,7 @@ GENERATOR_ENV = "CULTURE_ASSETS_GENERATOR_MODEL"
 TRAINER_ENV = "CULTURE_ASSETS_TRAINER"
 DEFAULT_HUB_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 DEMO_TRAINING_STEPS = 6
+T = TypeVar("T")
 
 
 class Profile(str, Enum):
@@ -96,6 +98,20 @@ class DemoEvalDataResource(_BuildsDemoFiles, EvalDataResource):
     pass
 
 
+def llm_settings() -> dict[str, Any]:
+    """The llm resource's settings the environment overrides (the command line's way to set them)."""
+    raw = os.environ.get(REQUEST_TIMEOUT_ENV, "")
+    if not raw:
+        return {}
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if seconds <= 0:
+        raise InputError(f"${REQUEST_TIMEOUT_ENV}", f"{raw!r}: expected a positive number of seconds")
+    return {"request_timeout_s": seconds}
+
+
 def resources_for(profile: Profile, limit: int | None = None) -> dict[str, Any]:
     """The Dagster resources of a profile; `limit` caps training steps (a laptop-sized run)."""
     shared: dict[str, Any] = {
@@ -109,32 +125,42 @@ def resources_for(profile: Profile, limit: int | None = None) -> dict[str, Any]:
         steps = min(limit or DEMO_TRAINING_STEPS, DEMO_TRAINING_STEPS)
         return {
             **shared,
-            "llm": DemoLLMResource(local_model=str(demo.model_dir), default_max_tokens=64),
+            "llm": DemoLLMResource(local_model=str(demo.model_dir), default_max_tokens=64, **llm_settings()),
             "trainer": DemoTrainerResource(base_model=str(demo.model_dir), max_steps=steps, save_steps=steps),
             "eval_data": DemoEvalDataResource(data_dir=str(demo.eval_data_dir), manifests_dir=str(demo.manifests_dir)),
         }
     trainer_kind = os.environ.get(TRAINER_ENV, "local")
     return {
         **shared,
-        "llm": LLMResource(local_model=generator_model(), api_key=api_key_setting()),
+        "llm": LLMResource(local_model=generator_model(), api_key=api_key_setting(), **llm_settings()),
         "trainer": TrainerResource(kind=trainer_kind, base_model=base_model(), max_steps=limit or -1, api_key=api_key_setting()),
         "eval_data": EvalDataResource(),
     }
 
 
 def asset_config_for(profile: Profile, limit: int | None = None) -> dict[str, dict[str, Any]]:
-    """Per-op config a run of this profile uses (op name -> config)."""
+    """The asset config a profile changes: config class name -> field -> value."""
     config: dict[str, dict[str, Any]] = {}
     if profile is Profile.DEMO:
         # the tiny generator writes no valid JSON, so no variant passes: train on the seed questions
-        config["paraphrases_and_templates"] = {"max_attempts": 1, "max_tokens": 64}
-        config["synonym_variants"] = {"max_attempts": 1, "max_tokens": 64}
+        config["ParaphraseConfig"] = {"max_attempts": 1, "max_tokens": 64}
+        config["SynonymConfig"] = {"max_attempts": 1, "max_tokens": 64}
         # offline: no NLI model to load; the meaning check is the LLM judge's
-        config["augmented_questions"] = {"min_variants_per_question": 0, "nli_model": ""}
-        config["culture_scores"] = {"n_resamples": 200}
+        config["SemanticFilterConfig"] = {"min_variants_per_question": 0, "nli_model": ""}
+        config["ScoringConfig"] = {"n_resamples": 200}
     if limit:
-        config["eval_dataset"] = {"sample_size": limit}
+        config["EvalDatasetConfig"] = {"sample_size": limit}
     return config
+
+
+def profile_default(config_class: str, field: str, default: T) -> T:
+    """`default`, or what the current profile (and limit) sets for this config field.
+
+    Asset config classes take their defaults from here, so every way of launching (the command
+    line, the launchpad, the UI's Materialize button, a backfill) runs with the profile's values,
+    and the launchpad shows them as the defaults to change.
+    """
+    return asset_config_for(current_profile(), current_limit()).get(config_class, {}).get(field, default)
 
 
 def _model_at_hand(name: str) -> bool:

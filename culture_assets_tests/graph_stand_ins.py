@@ -42,6 +42,13 @@ def questions_downstream() -> None:
     pass
 
 
+STAGE_JOBS = [  # the main job's stages over this graph, in topological order (as definitions.MAIN_JOB_STAGES)
+    dg.define_asset_job("questions_stage", selection=dg.AssetSelection.assets("wvs_questions", "questions_downstream")),
+    dg.define_asset_job("answers_stage", selection=dg.AssetSelection.assets("seed_survey", "answers_downstream")),
+    dg.define_asset_job("all_cultures_stage", selection=dg.AssetSelection.assets("all_cultures_downstream")),
+    dg.define_asset_job("scores_stage", selection=dg.AssetSelection.assets("scores_downstream")),
+    dg.define_asset_job("report_stage", selection=dg.AssetSelection.assets("report_downstream")),
+]
 ASSETS = automation.with_answer_automation(
     [
         *dg.load_assets_from_modules([survey]),
@@ -50,7 +57,7 @@ ASSETS = automation.with_answer_automation(
 )
 DEFS = dg.Definitions(
     assets=ASSETS,
-    jobs=[automation.wvs_wave_observation_job],
+    jobs=[automation.wvs_wave_observation_job, *STAGE_JOBS],
     sensors=[automation.survey_automation_sensor],
     schedules=[automation.wvs_wave_observation_schedule],
     resources=project_defs.resources,

@@ -22,6 +22,7 @@ from culture_assets.augment.semantic_filter import PACKAGED_ENCODER, FilterSetti
 from culture_assets.llm import DryRunStop, LLMError
 from culture_assets.resources.llm import LLMResource
 from culture_assets.markdown import markdown_table
+from culture_assets.profiles import profile_default
 from culture_assets.resources import WarehouseResource
 from culture_assets.training.ablations import per_question_cap
 from culture_assets.settings import atomic_path, data_home
@@ -35,18 +36,18 @@ class ParaphraseConfig(dg.Config):
     n_paraphrases: int = Field(default=8, ge=1, description="Paraphrases asked for per request.")
     n_templates: int = Field(default=3, ge=0, description="Step-1 sentences (the seed, then the accepted paraphrases) made into [x:word] templates per question.")
     target_accepted: int = Field(default=5, ge=1, description="Ask again until this many paraphrases pass the threshold.")
-    max_attempts: int = Field(default=3, ge=1, description="Requests per seed question at most.")
+    max_attempts: int = Field(default=profile_default("ParaphraseConfig", "max_attempts", 3), ge=1, description="Requests per seed question at most.")
     similarity_threshold: Optional[float] = Field(default=None, ge=-1, le=1, description="Cosine to the seed; empty: calibrated for the embedder.")
     temperature: float = 0.9
-    max_tokens: int = 1024
+    max_tokens: int = profile_default("ParaphraseConfig", "max_tokens", 1024)
 
 
 class SynonymConfig(dg.Config):
     fillings_per_template: int = Field(default=4, ge=1)
-    max_attempts: int = Field(default=2, ge=1, description="Requests per seed question at most (retries after a malformed reply).")
+    max_attempts: int = Field(default=profile_default("SynonymConfig", "max_attempts", 2), ge=1, description="Requests per seed question at most (retries after a malformed reply).")
     similarity_threshold: Optional[float] = Field(default=None, ge=-1, le=1, description="Cosine to the seed; empty: calibrated for the embedder.")
     temperature: float = 0.9
-    max_tokens: int = 1024
+    max_tokens: int = profile_default("SynonymConfig", "max_tokens", 1024)
 
 
 class SemanticFilterConfig(dg.Config):
@@ -54,9 +55,9 @@ class SemanticFilterConfig(dg.Config):
     max_per_question: Optional[int] = Field(default=None, ge=1, description="Variants kept per seed question (the seed comes on top); empty: enough for the largest ablation size (1000 / questions).")
     mmr_lambda: float = Field(default=0.6, ge=0, le=1, description="1: most similar first; lower: more diverse.")
     near_duplicate: float = Field(default=0.98, gt=0, le=1, description="Cosine above which a variant repeats a kept one.")
-    min_variants_per_question: int = Field(default=3, ge=0, description="The coverage check's minimum.")
+    min_variants_per_question: int = Field(default=profile_default("SemanticFilterConfig", "min_variants_per_question", 3), ge=0, description="The coverage check's minimum.")
     cross_question_guard: bool = Field(default=True, description="Reject a variant nearer to another seed question than to its own.")
-    nli_model: str = Field(default=DEFAULT_NLI_MODEL, description="NLI cross-encoder (hub name or directory) for the two-way entailment check; empty: off.")
+    nli_model: str = Field(default=profile_default("SemanticFilterConfig", "nli_model", DEFAULT_NLI_MODEL), description="NLI cross-encoder (hub name or directory) for the two-way entailment check; empty: off.")
     nli_entailment_min: float = Field(default=0.5, ge=0, le=1, description="P(entailment) needed in each direction.")
     llm_judge: Literal["auto", "on", "off"] = Field(default="auto", description="Two-way LLM judge (paper's rubric); auto: on when the llm resource has an API key or a local model.")
     judge_pass_score: int = Field(default=4, ge=1, le=5, description="Rubric score needed in each direction (paper: 4).")

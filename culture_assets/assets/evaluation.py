@@ -24,6 +24,7 @@ from culture_assets.partitions import ABLATION_PARTITIONS, CULTURES
 from culture_assets.resources.llm import LLMResource
 from culture_assets.resources import WarehouseResource
 from culture_assets.settings import data_home
+from culture_assets.profiles import profile_default
 from culture_assets.store import Warehouse
 from culture_assets.store.warehouse import WRITER_POOL
 from culture_assets.survey.questions import questions_from_table
@@ -36,7 +37,7 @@ class EvalDatasetConfig(dg.Config):
     # every labelled row by default, as the paper did for most sets (7 of them beyond 1,000 rows:
     # OffensEval2020, OSACT5 x3, GermEval2018, OffComBR, SemEval-2020); a number samples that
     # many rows per dataset (`--limit`)
-    sample_size: int | None = None
+    sample_size: int | None = profile_default("EvalDatasetConfig", "sample_size", None)
     seed: int = 0
     verify_checksum: bool = True
 
@@ -49,7 +50,7 @@ class ScoringConfig(dg.Config):
     batch_size: int = 16
     structured_output: bool = False  # send a JSON-schema enum of the labels to API models
     device: str = ""  # empty: cuda when available, else cpu
-    n_resamples: int = 1000
+    n_resamples: int = profile_default("ScoringConfig", "n_resamples", 1000)
     bootstrap_seed: int = 0
     max_invalid_rate: float = 0.1  # the culture_scores check warns above this share of unparseable answers
     chat_logprobs: bool = True  # ask API models for log-probabilities; decide from them when returned

@@ -20,7 +20,8 @@ Public API (stable; the evaluation stage builds on it):
 - Budget: `max_requests` / `max_tokens` per runner; no call starts once spent.
 - Dry run: `dry_run=True` logs the estimate and raises DryRunStop before sending anything.
 - Errors (all LLMError, messages name what to fix, never the key): LLMAuthError (401/403),
-  LLMModelError (model not served), LLMUnreachableError, LLMRetriesExhausted, LLMRequestError.
+  LLMModelError (model not served), LLMUnreachableError, LLMRetriesExhausted, LLMTimeoutError (no answer within
+  request_timeout_s, twice), LLMRequestError.
 - Without an API key, `local_model` (a transformers chat model name or path) answers instead.
 """
 
@@ -31,6 +32,7 @@ from culture_assets.llm.errors import (
     LLMModelError,
     LLMRequestError,
     LLMRetriesExhausted,
+    LLMTimeoutError,
     LLMUnreachableError,
     redact,
 )
@@ -63,6 +65,7 @@ __all__ = [
     "LLMRequestError",
     "LLMSettings",
     "LLMRetriesExhausted",
+    "LLMTimeoutError",
     "LLMUnreachableError",
     "LocalChatGenerator",
     "OpenAIChatGenerator",

@@ -34,6 +34,10 @@ class LLMRetriesExhausted(LLMError):
     """Rate limits, server errors or timeouts persisted through every retry."""
 
 
+class LLMTimeoutError(LLMError):
+    """The endpoint accepted the request but did not answer within the request timeout, twice."""
+
+
 class LLMRequestError(LLMError):
     """The server rejected the request itself (4xx other than auth/model)."""
 
@@ -41,7 +45,8 @@ class LLMRequestError(LLMError):
 class TransientLLMError(Exception):
     """A failure worth retrying (429, 5xx, timeout, dropped connection), with the server's Retry-After if any."""
 
-    def __init__(self, message: str, retry_after_s: float | None = None, unreachable: bool = False):
+    def __init__(self, message: str, retry_after_s: float | None = None, unreachable: bool = False, timed_out: bool = False):
         super().__init__(message)
         self.retry_after_s = retry_after_s
         self.unreachable = unreachable
+        self.timed_out = timed_out

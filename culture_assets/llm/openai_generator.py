@@ -61,7 +61,7 @@ class OpenAIChatGenerator:
         try:
             response = await self._client.chat.completions.create(model=self.model, messages=list(messages), **params)
         except openai.APITimeoutError as exc:
-            raise TransientLLMError(f"timed out after {self.timeout_s}s: {self._clean(exc)}") from None
+            raise TransientLLMError(f"no answer within {self.timeout_s:g}s: {self._clean(exc)}", timed_out=True) from None
         except openai.APIConnectionError as exc:
             raise TransientLLMError(f"cannot connect to {self.base_url}: {self._clean(exc)}", unreachable=True) from None
         except openai.APIStatusError as exc:

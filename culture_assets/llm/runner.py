@@ -21,8 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Mapping, Sequence
 
 from culture_assets.llm.cache import CachedResponse, ResponseCache, cache_key, canonical_request
-from culture_assets.llm.errors import LLMRetriesExhausted, LLMUnreachableError, TransientLLMError
+from culture_assets.llm.errors import LLMRetriesExhausted, LLMTimeoutError, LLMUnreachableError, TransientLLMError
 from culture_assets.llm.generator import ChatGenerator, Completion
+
+# the environment variable `culture-assets` reads into the llm resource's request_timeout_s
+REQUEST_TIMEOUT_ENV = "CULTURE_ASSETS_LLM_TIMEOUT_S"
+MAX_TIMEOUT_RETRIES = 1
 
 Status = Literal["ok", "cached", "budget_exhausted"]
 
@@ -279,19 +283,29 @@ class ChatRunner:
 
     async def _complete_with_retries(self, request: ChatRequest) -> Completion:
         last: TransientLLMError | None = None
+        timeouts = 0
         for attempt in range(self.retry.max_retries + 1):
             try:
                 return await self.generator.complete(request.messages, request.params)
             except TransientLLMError as exc:
                 last = exc
-                if attempt == self.retry.max_retries:
+                timeouts += exc.timed_out
+                # a server that accepted the request and stayed silent twice is stuck, not busy:
+                # retrying it max_retries times would wait minutes before saying anything
+                if attempt == self.retry.max_retries or timeouts > MAX_TIMEOUT_RETRIES:
                     break
                 wait = self.retry.backoff(attempt, exc.retry_after_s)
                 self.stats.retries += 1
                 self.stats.waits_s.append(wait)
                 await asyncio.sleep(wait)
         assert last is not None
-        tries = self.retry.max_retries + 1
+        tries = attempt + 1
+        if last.timed_out:
+            raise LLMTimeoutError(
+                f"{self.generator.describe()}: {last} ({tries} attempts). The limit is the llm resource's `request_timeout_s`: "
+                f"for `culture-assets run` set {REQUEST_TIMEOUT_ENV}=SECONDS; in the UI's launchpad set "
+                "resources: llm: config: request_timeout_s: SECONDS. Or check that the server is serving."
+            )
         if last.unreachable:
             raise LLMUnreachableError(
                 f"{self.generator.describe()}: {last} ({tries} attempts). Check that the server is running and that "

@@ -33,7 +33,10 @@ class LLMSettings(BaseModel):
     max_retries: int = Field(default=5, ge=0)
     backoff_base_s: float = Field(default=1.0, ge=0, description="First backoff; doubles per retry, with jitter.")
     max_backoff_s: float = Field(default=60.0, ge=0, description="Cap on any wait, Retry-After included.")
-    request_timeout_s: float = Field(default=60.0, gt=0)
+    request_timeout_s: float = Field(
+        default=45.0, gt=0,
+        description="Seconds to wait for one answer; a request unanswered twice fails the step (default: within 2 minutes).",
+    )
     max_requests: Optional[int] = Field(default=None, ge=0, description="Budget per run: requests sent (cache hits are free).")
     max_tokens: Optional[int] = Field(default=None, ge=0, description="Budget per run: prompt + completion tokens.")
     default_max_tokens: int = Field(default=512, ge=1, description="Completion cap assumed by the estimate when a request sets none.")

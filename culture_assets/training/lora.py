@@ -78,8 +78,13 @@ def directory_hash(path: Path) -> str:
 
 def check_base_model(base_model: str) -> Path:
     path = Path(base_model).expanduser()
-    if not path.is_dir():
-        raise InputError(base_model, "base model directory does not exist (a local path with config.json and tokenizer files is expected; there is no model hub here)", field="base_model")
+    if not path.is_dir():  # a hub name: its snapshot in the Hugging Face cache, downloaded when missing
+        from huggingface_hub import snapshot_download
+
+        try:
+            path = Path(snapshot_download(base_model))
+        except Exception as exc:
+            raise InputError(base_model, f"neither a local model directory nor a model the Hugging Face hub gives ({exc})", field="base_model") from None
     if not (path / "config.json").is_file():
         raise InputError(str(path), "not a transformers model directory: config.json is missing", field="base_model")
     return path.resolve()

@@ -1,0 +1,125 @@
+"""The DEFAULT profile end to end, offline (issue 11, acceptance 1).
+
+The hub is a Hugging Face cache holding the tiny model under `Qwen/Qwen2.5-0.5B-Instruct`
+(HF_HUB_OFFLINE=1); two cultures; `culture-assets run --limit 10`. Generation goes (A) to the local
+fake OpenAI server, (B) to the local generator. Then Dagster's GraphQL API shows every run under its
+named stage job, re-executable, and a re-execution succeeds.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from culture_assets.launcher import WorkspaceLauncher
+from culture_assets.store import Warehouse
+from culture_assets_tests.evaluation_fixtures import offensive_rows, write_dataset
+from culture_assets_tests.fake_augmentation_llm import augmentation_chat_reply
+from culture_assets_tests.fake_openai import FakeOpenAI
+from culture_assets_tests.test_end_to_end import CULTURES, two_culture_registry
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = str(Path(sys.executable).with_name("culture-assets"))
+STAGE_JOBS = {"augmentation_job", "seed_survey_job", "culture_models_job", "culturellm_one_job", "culture_scores_job", "culture_report_job"}
+FOUR_MODELS = 4  # base, base + culture prompt, culture model, CultureLLM-One
+
+RUNS = """{ runsOrError(filter: {tags: [{key: "culture_assets/profile", value: "default"}]}) { ... on Runs { results {
+  runId jobName status hasReExecutePermission tags { key value } repositoryOrigin { repositoryLocationName repositoryName } } } } }"""
+REEXECUTE = """mutation($parent: String!) { launchPipelineReexecution(reexecutionParams: {parentRunId: $parent, strategy: ALL_STEPS}) {
+  __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"""
+RUN_STATUS = """query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"""
+
+
+@pytest.fixture
+def evaluation_data(tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, str]:
+    """Where the run finds the evaluation datasets (the one place to switch to the download server).
+
+    The reference copy with the project's manifests when present, else one synthetic dataset per culture.
+    """
+    try:
+        return {"CULTURE_ASSETS_EVAL_DATA": str(request.getfixturevalue("reference_data"))}
+    except pytest.skip.Exception:
+        data, manifests = tmp_path / "eval_data", tmp_path / "manifests"
+        for culture in CULTURES:
+            write_dataset(data, manifests, f"{culture}_offensive", culture, offensive_rows(24, seed=len(culture)))
+        return {"CULTURE_ASSETS_EVAL_DATA": str(data), "CULTURE_ASSETS_MANIFESTS": str(manifests)}
+
+
+@pytest.fixture
+def default_env(tmp_path: Path, offline_hub: Path, evaluation_data: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The default profile in a fresh data home, also set in this process (the GraphQL server reads it)."""
+    settings = {
+        "CULTURE_ASSETS_HOME": str(tmp_path / "home"), "DAGSTER_HOME": str(tmp_path / "home" / "dagster_home"),
+        "CULTURE_ASSETS_REGISTRY": str(two_culture_registry(tmp_path / "cultures.yaml")), **evaluation_data,
+    }
+    for name in [k for k in os.environ if k.startswith(("OPENAI_", "CULTURE_ASSETS_"))]:
+        monkeypatch.delenv(name)
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    return os.environ.copy()
+
+
+def graphql(url: str, query: str, variables: dict | None = None) -> dict:
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    request = urllib.request.Request(f"{url}/graphql", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        payload = json.loads(response.read())
+    assert not payload.get("errors"), payload["errors"]
+    return payload["data"]
+
+
+def run_and_check(env: dict[str, str], home: Path) -> None:
+    started = time.monotonic()
+    result = subprocess.run([CLI, "run", "--limit", "10"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    print(f"culture-assets run --limit 10: {time.monotonic() - started:.0f}s")
+    assert result.returncode == 0, result.stderr[-5000:]
+    assert "BetaWarning" not in result.stderr and "PreviewWarning" not in result.stderr
+    log = next(line for line in result.stderr.splitlines() if "full event log" in line).split()[-1]
+    assert Path(log).is_file() and "STEP_SUCCESS" in Path(log).read_text()
+
+    scores = Warehouse(home / "warehouse.duckdb").query(
+        "SELECT culture, count(DISTINCT model) AS models FROM metrics WHERE metric = 'macro_f1' AND dataset = 'average' "
+        "AND coalesce(variant, 'default') = 'default' GROUP BY culture ORDER BY culture"
+    )
+    assert dict(scores.rows()) == {culture: FOUR_MODELS for culture in sorted(CULTURES)}
+    assert "macro" in (home / "reports" / "culture_report" / "index.html").read_text().lower()
+
+    with WorkspaceLauncher(ROOT, home / "logs" / "graphql.log") as server:
+        runs = graphql(server.url, RUNS)["runsOrError"]["results"]
+        assert {run["jobName"] for run in runs} == STAGE_JOBS
+        assert all(run["status"] == "SUCCESS" and run["hasReExecutePermission"] and run["repositoryOrigin"] for run in runs)
+        scored = [run for run in runs if run["jobName"] == "culture_scores_job"]
+        assert sorted({tag["value"] for run in scored for tag in run["tags"] if tag["key"] == "dagster/partition"}) == sorted(CULTURES)
+
+        parent = next(run["runId"] for run in runs if run["jobName"] == "seed_survey_job")
+        launched = graphql(server.url, REEXECUTE, {"parent": parent})["launchPipelineReexecution"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        child, deadline, status = launched["run"]["runId"], time.monotonic() + 300, "QUEUED"
+        while status not in ("SUCCESS", "FAILURE", "CANCELED") and time.monotonic() < deadline:
+            time.sleep(2)
+            status = graphql(server.url, RUN_STATUS, {"id": child})["runOrError"]["status"]
+        assert status == "SUCCESS"
+
+
+@pytest.mark.slow
+def test_default_profile_end_to_end_with_an_openai_compatible_generator(default_env):
+    with FakeOpenAI() as server:
+        server.chat_reply = augmentation_chat_reply
+        env = {**default_env, "OPENAI_API_KEY": "sk-test-e2e", "OPENAI_BASE_URL": server.base_url}
+        run_and_check(env, Path(default_env["CULTURE_ASSETS_HOME"]))
+        assert server.count(r"/chat/completions") > 0
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=False,
+    reason="the local generator does not yet constrain its output to the JSON schema (issue 11 item 3, branch i11-models): "
+    "a small model's replies do not parse, no variant is kept and augmented_questions' coverage check stops the run",
+)
+def test_default_profile_end_to_end_with_the_local_generator(default_env):
+    run_and_check(default_env, Path(default_env["CULTURE_ASSETS_HOME"]))
