@@ -116,12 +116,13 @@ def test_tiny_local_models_scored_end_to_end_for_two_cultures(data_home, tmp_pat
 def test_a_run_with_another_sample_size_does_not_mix_into_the_report(data_home, tmp_path, tiny_model_dir, adapters):
     data_dir, manifests_dir = tmp_path / "data", tmp_path / "manifests"
     write_dataset(data_dir, manifests_dir, "english_offense", "english", offensive_rows(14))
-    records = {"english": local_record("english", tiny_model_dir, adapters["english"], HELDOUT)}
-    one = with_culture_prompts(local_record("all", tiny_model_dir, adapters["one"], HELDOUT), ["english"])
+    records = {"english": local_record("english", tiny_model_dir, adapters["english"])}
+    one = with_culture_prompts(local_record("all", tiny_model_dir, adapters["one"]), ["english"])
     resources = _resources(data_home, data_dir, manifests_dir)
     instance = dg.DagsterInstance.ephemeral()
-    assets = [*model_record_assets(records, one), eval_dataset, culture_scores, culture_report]
+    assets = [*model_record_assets(records, one, HELDOUT), eval_dataset, culture_scores, culture_report]
     assert dg.materialize(assets, selection=["culturellm_one"], resources=resources, instance=instance).success
+    assert dg.materialize(assets, selection=["training_set"], partition_key="english", resources=resources, instance=instance).success
     store = Warehouse(data_home / "warehouse.duckdb")
     reports = []
     for limit in (None, 6):
