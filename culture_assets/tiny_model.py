@@ -1,4 +1,4 @@
-"""A tiny random-initialised chat model built locally, with no model hub.
+"""A tiny random-initialised chat model built locally, without downloading anything.
 
 Used by the tests and by the offline demo profile, whose scores mean nothing: it exists to
 run the real loading, training and scoring code end to end on a laptop CPU in minutes.
