@@ -165,9 +165,9 @@ def load_tokenizer(name: str, *, field: str = "model", chat_template: str = "", 
     training render prompts with it)."""
     from transformers import AutoTokenizer
 
-    # a finished adapter directory carries the tokenizer it was trained with
+    # a LoRA adapter directory (peft's save_pretrained) carries the tokenizer it was trained with
     adapter = Path(name).expanduser()
-    source = ModelSource(str(adapter), adapter, None) if (adapter / ADAPTER_MANIFEST).is_file() else resolve_model(name, field)
+    source = ModelSource(str(adapter), adapter, None) if (adapter / "adapter_config.json").is_file() else resolve_model(name, field)
     tokenizer = AutoTokenizer.from_pretrained(source.load_from)
     if chat_template:
         tokenizer.chat_template = chat_template

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 import socket
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,15 +12,6 @@ from culture_assets.errors import InputError
 from culture_assets.model_loading import load_causal_lm, load_tokenizer, model_problem, resolve_model
 from culture_assets.profiles import Profile, preflight
 from culture_assets_tests.hub_cache import DEFAULT_HUB_NAME
-
-
-def _without_chat_template(model_dir: Path, target: Path) -> Path:
-    shutil.copytree(model_dir, target)
-    config = json.loads((target / "tokenizer_config.json").read_text())
-    config.pop("chat_template", None)
-    (target / "tokenizer_config.json").write_text(json.dumps(config))
-    (target / "chat_template.jinja").unlink(missing_ok=True)
-    return target
 
 
 def _closed_port() -> int:
@@ -92,11 +80,11 @@ def test_a_directory_that_is_not_a_model(tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "not a model"
 
 
-def test_a_model_without_chat_template_is_refused_where_one_is_needed(tiny_model_dir, tmp_path):
-    plain = _without_chat_template(tiny_model_dir, tmp_path / "plain")
-    assert load_tokenizer(str(plain)).chat_template is None  # perplexity and scoring need none
-    with pytest.raises(InputError, match=r"plain, field 'chat_template': the tokenizer has no chat template.*expected an instruct/chat model"):
-        load_tokenizer(str(plain), require_chat_template=True)
+def test_a_model_without_chat_template_is_refused_where_one_is_needed(no_chat_template_model_dir):
+    plain = str(no_chat_template_model_dir)
+    assert load_tokenizer(plain).chat_template is None  # perplexity and scoring need none
+    with pytest.raises(InputError, match=r"no-chat-template, field 'chat_template': the tokenizer has no chat template.*expected an instruct/chat model"):
+        load_tokenizer(plain, require_chat_template=True)
 
 
 def test_preflight_accepts_what_the_loaders_load(offline_hub, tiny_model_dir, monkeypatch):
@@ -105,3 +93,16 @@ def test_preflight_accepts_what_the_loaders_load(offline_hub, tiny_model_dir, mo
     monkeypatch.setenv("CULTURE_ASSETS_BASE_MODEL", "Qwen/Not-Cached")
     [problem] = preflight(Profile.DEFAULT, {"culture_model"})
     assert problem == f"{model_problem('Qwen/Not-Cached')}; or set CULTURE_ASSETS_BASE_MODEL to a local base model directory"
+
+
+def test_a_bad_base_model_stops_the_trainer_before_it_writes_anything(offline_hub, tmp_path):
+    from culture_assets.training.lora import LoraHyperParameters, train_lora
+
+    earlier = tmp_path / "models" / "german" / "finished-adapter"
+    earlier.mkdir(parents=True)
+    (earlier / "adapter_model.safetensors").write_bytes(b"weights")
+    rows = [[{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "1"}]]
+    with pytest.raises(InputError, match=r"Qwen/Missing, field 'base_model': not in the Hugging Face cache"):
+        train_lora("Qwen/Missing", rows, tmp_path / "models", "german", LoraHyperParameters(max_steps=1))
+    assert [p.name for p in (tmp_path / "models" / "german").iterdir()] == ["finished-adapter"]
+    assert (earlier / "adapter_model.safetensors").read_bytes() == b"weights"

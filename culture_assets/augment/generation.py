@@ -16,7 +16,7 @@ from typing import Sequence
 from culture_assets.augment.candidates import Candidate, SeedQuestion, sample_id, unique_by_id
 from culture_assets.augment.embedder import Embedder
 from culture_assets.augment.prompts import SLOT, paraphrase_messages, prompt_hash, synonym_messages
-from culture_assets.augment.responses import MalformedResponse, fill_template, parse_step1, parse_step2
+from culture_assets.augment.responses import MalformedResponse, fill_template, parse_step1, parse_step2, step1_response_format, step2_response_format
 from culture_assets.augment.semantic_filter import DEFAULT_THRESHOLD, below_threshold_reason
 from culture_assets.llm import ChatOutcome, ChatRequest, ChatRunner
 
@@ -50,8 +50,8 @@ class StepResult:
     budget_exhausted: bool
 
 
-def _params(temperature: float, max_tokens: int, attempt: int) -> dict[str, object]:
-    return {"temperature": temperature, "max_tokens": max_tokens, "response_format": {"type": "json_object"}, "seed": attempt}
+def _params(temperature: float, max_tokens: int, attempt: int, response_format: dict[str, object]) -> dict[str, object]:
+    return {"temperature": temperature, "max_tokens": max_tokens, "response_format": response_format, "seed": attempt}
 
 
 def _malformed(question_id: str, parent_id: str, step: str, outcome: ChatOutcome, model: str, phash: str, error: Exception, attempt: int) -> Candidate:
@@ -90,6 +90,7 @@ def paraphrase_step(seeds: Sequence[SeedQuestion], runner: ChatRunner, embedder:
     requests = 0
     budget_exhausted = False
     model = runner.model
+    step1_format = step1_response_format(settings.n_paraphrases, settings.n_templates)
     for attempt in range(settings.max_attempts):
         todo = [s for s in seeds if accepted[s.question_id] < settings.target_accepted]
         if not todo or budget_exhausted:
@@ -97,7 +98,7 @@ def paraphrase_step(seeds: Sequence[SeedQuestion], runner: ChatRunner, embedder:
         batch = []
         for seed in todo:
             messages = paraphrase_messages(seed.text, settings.n_paraphrases, settings.n_templates)
-            batch.append(ChatRequest.of(messages, _params(settings.temperature, settings.max_tokens, attempt), tag=seed.question_id))
+            batch.append(ChatRequest.of(messages, _params(settings.temperature, settings.max_tokens, attempt, step1_format), tag=seed.question_id))
         outcomes = runner.run(batch)
         requests += len(batch)
         fresh: list[Candidate] = []
@@ -161,7 +162,7 @@ def synonym_step(seeds: Sequence[SeedQuestion], templates: Sequence[Candidate], 
         batch = [
             ChatRequest.of(
                 synonym_messages(by_id[q].text, [t.text for t in usable[q]], settings.fillings_per_template),
-                _params(settings.temperature, settings.max_tokens, attempt),
+                _params(settings.temperature, settings.max_tokens, attempt, step2_response_format(len(usable[q]))),
                 tag=q,
             )
             for q in todo

@@ -37,6 +37,49 @@ def _strings(value: dict[str, Any], field: str) -> list[str]:
     return [" ".join(item.split()) for item in items if item.strip()]
 
 
+# Longest sentence a reply may hold: far above any survey question, low enough that a model
+# that never closes a string still ends within the token budget.
+MAX_SENTENCE_CHARS = 400
+
+
+def _json_schema(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI-style `response_format`: endpoints that enforce schemas and the local generator decode to it."""
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
+
+
+def step1_response_format(n_paraphrases: int, n_templates: int, max_sentence_chars: int = MAX_SENTENCE_CHARS) -> dict[str, Any]:
+    """The reply `parse_step1` reads, as a JSON schema."""
+    sentences = {"type": "string", "minLength": 1, "maxLength": max_sentence_chars}
+    return _json_schema("paraphrases", {
+        "type": "object",
+        "properties": {
+            "paraphrases": {"type": "array", "items": sentences, "minItems": 1, "maxItems": n_paraphrases},
+            "templates": {"type": "array", "items": sentences, "maxItems": n_templates},
+        },
+        "required": ["paraphrases", "templates"],
+        "additionalProperties": False,
+    })
+
+
+def step2_response_format(n_templates: int) -> dict[str, Any]:
+    """The reply `parse_step2` reads, as a JSON schema."""
+    filling = {
+        "type": "object",
+        "properties": {
+            "template": {"type": "integer", "minimum": 1, "maximum": max(n_templates, 1)},
+            "slots": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": MAX_SENTENCE_CHARS // 4}, "minItems": 1},
+        },
+        "required": ["template", "slots"],
+        "additionalProperties": False,
+    }
+    return _json_schema("fillings", {
+        "type": "object",
+        "properties": {"fillings": {"type": "array", "items": filling, "minItems": 1}},
+        "required": ["fillings"],
+        "additionalProperties": False,
+    })
+
+
 @dataclass(frozen=True)
 class Step1Reply:
     paraphrases: list[str]
