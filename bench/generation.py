@@ -1,10 +1,11 @@
 """Local generation: batched + schema-constrained (the product) vs one prompt at a time, unconstrained (before).
 
-    python bench/generation.py [--prompts 16] [--batch-size 16] [--layers 2] [--max-tokens 128] [--repeats 2] [--device cpu|cuda]
+    python bench/generation.py [--prompts 16] [--batch-size 16] [--layers 2] [--sentence-chars 16] [--repeats 2] [--device cpu|cuda]
 
 Both ways run the same model on the same prompts: the augmentation's step-1 prompts
-(`paraphrase_messages`) built from the first --prompts WVS seed questions, sampled at the
-augmentation's temperature (0.9) with a seed per prompt, at most --max-tokens new tokens.
+(`paraphrase_messages`, with its default 8 paraphrases and 2 templates) built from the first
+--prompts WVS seed questions, sampled at the augmentation's temperature (0.9) with a seed per
+prompt, at most --max-tokens new tokens.
 The model is random, of a realistic small shape: --layers layers of the Qwen2.5-0.5B
 architecture (hidden 896, MLP 4864, 14 query / 2 key-value heads), with a byte-level BPE
 tokenizer (--vocab) trained here on the WVS questions; the shape is printed. Its replies
@@ -16,7 +17,8 @@ mean nothing; speed and parseability are the point.
   together under the step-1 JSON schema (`step1_response_format`) with llguidance.
 A random model never closes a string on its own, so the schema's sentences are capped at
 --sentence-chars characters; with every token at least one character, the whole reply then
-fits in --max-tokens (checked below), which a real instruct model's short sentences do anyway.
+fits in --max-tokens (by default exactly the longest reply's length in characters), which a
+real instruct model's sentences do anyway.
 The two ways take turns, --repeats times each, so a change in the machine's load falls on both;
 medians are compared. Tokens/s counts generated tokens (prompt processing included in the time).
 Ends with one JSON line: {"bench": "generation", "batched_speedup": ..., "parse_rate": ...,
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import statistics
 import sys
@@ -41,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 import jsonschema  # noqa: E402
 import torch  # noqa: E402
 
+from culture_assets.augment.generation import Step1Settings  # noqa: E402
 from culture_assets.augment.prompts import paraphrase_messages  # noqa: E402
 from culture_assets.augment.responses import MalformedResponse, parse_step1, step1_response_format  # noqa: E402
 from culture_assets.llm.local_generator import LocalChatGenerator  # noqa: E402
@@ -48,8 +52,8 @@ from culture_assets.survey.questions import load_questions  # noqa: E402
 from culture_assets.tiny_model import build_tiny_chat_model  # noqa: E402
 
 QWEN25_SHAPE = {"hidden_size": 896, "intermediate_size": 4864, "num_attention_heads": 14, "num_key_value_heads": 2}
-N_PARAPHRASES, N_TEMPLATES = 2, 1
-TEMPERATURE = 0.9
+# the augmentation's step-1 settings: paraphrases and templates asked for per seed question, temperature
+N_PARAPHRASES, N_TEMPLATES, TEMPERATURE = Step1Settings.n_paraphrases, Step1Settings.n_templates, Step1Settings.temperature
 
 
 def build_model(target: Path, layers: int, vocab: int) -> Path:
@@ -120,8 +124,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--vocab", type=int, default=4096)
-    parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--sentence-chars", type=int, default=24)
+    parser.add_argument("--max-tokens", type=int, default=0, help="default: the longest reply the schema allows")
+    parser.add_argument("--sentence-chars", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
@@ -129,6 +133,7 @@ def main() -> None:
     response_format = step1_response_format(N_PARAPHRASES, N_TEMPLATES, max_sentence_chars=args.sentence_chars)
     schema = response_format["json_schema"]["schema"]
     longest = json.dumps({"paraphrases": ["x" * args.sentence_chars] * N_PARAPHRASES, "templates": ["x" * args.sentence_chars] * N_TEMPLATES})
+    args.max_tokens = args.max_tokens or len(longest)
     if len(longest) > args.max_tokens:
         raise SystemExit(f"--max-tokens {args.max_tokens} < {len(longest)} characters of the longest reply the schema allows; raise it or lower --sentence-chars")
     prompts = [paraphrase_messages(q.text, N_PARAPHRASES, N_TEMPLATES) for q in load_questions()[: args.prompts]]
@@ -147,7 +152,9 @@ def main() -> None:
         print(f"prompts: {len(prompts)} step-1 augmentation prompts of WVS questions, {statistics.mean(prompt_tokens):.0f} tokens on average "
               f"({chars_per_token:.1f} characters per token); "
               f"batch {args.batch_size}, at most {args.max_tokens} new tokens, temperature {TEMPERATURE}; load average {os.getloadavg()[0]:.1f}")
+        logging.getLogger("culture_assets.llm.local_generator").setLevel(logging.ERROR)  # the warm-up's replies are cut on purpose
         batched(generator, prompts[:2], 4, response_format)  # warm-up: grammar tokenizer, first-call allocations
+        logging.getLogger("culture_assets.llm.local_generator").setLevel(logging.WARNING)
         (naive_times, naive), (batch_times, constrained) = interleaved(
             [lambda: one_at_a_time(tokenizer, model, prompts, args.max_tokens), lambda: batched(generator, prompts, args.max_tokens, response_format)],
             args.repeats,

@@ -183,7 +183,11 @@ def _next_token(logits: Any, row: _Row) -> int:
 
 
 def decode_batch(model: Any, rows: Sequence[_Row], *, pad_id: int, stop_ids: set[int]) -> None:
-    """Decode every row to a stop token, a complete JSON document or its max_new_tokens; fills `rows` in place."""
+    """Decode every row to a stop token, a complete JSON document or its max_new_tokens; fills `rows` in place.
+
+    A finished row leaves the batch (its slice of the key/value cache is dropped), so the
+    remaining rows do not pay for it.
+    """
     import llguidance
     import llguidance.torch
     import torch
@@ -196,30 +200,26 @@ def decode_batch(model: Any, rows: Sequence[_Row], *, pad_id: int, stop_ids: set
         input_ids[index, width - len(row.prompt):] = torch.tensor(row.prompt)
         attention[index, width - len(row.prompt):] = 1
     positions = (attention.cumsum(-1) - 1).clamp(min=0)
-    constrained = [(row.matcher, index) for index, row in enumerate(rows) if row.matcher is not None]
-    bitmask = llguidance.torch.allocate_token_bitmask(len(rows), model.config.vocab_size) if constrained else None
-    executor = llguidance.LLExecutor() if constrained else None
-    active = list(range(len(rows)))
-    cache = None
+    input_ids, attention, positions = input_ids.to(device), attention.to(device), positions.to(device)
+    executor = llguidance.LLExecutor() if any(row.matcher is not None for row in rows) else None
     # transformers 5 renames `past_key_values` to `cache` model by model; a model not renamed yet takes the old name
     cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    input_ids, attention, positions = input_ids.to(device), attention.to(device), positions.to(device)
+    cache = None
+    batch = list(rows)  # the unfinished rows, in batch order
     with torch.inference_mode():
-        while active:
+        while True:
             output = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True, **{cache_argument: cache})
             cache = getattr(output, cache_argument)
             logits = output.logits[:, -1, :].float().cpu()
-            pending = [(matcher, index) for matcher, index in constrained if rows[index].finish_reason is None]
-            if pending:
-                llguidance.torch.fill_next_token_bitmask_par(executor, pending, bitmask)
+            constrained = [(row.matcher, slot) for slot, row in enumerate(batch) if row.matcher is not None]
+            if constrained:
+                bitmask = llguidance.torch.allocate_token_bitmask(len(batch), logits.shape[-1])
+                llguidance.torch.fill_next_token_bitmask_par(executor, constrained, bitmask)
                 allowed = _allowed_tokens(bitmask, logits.shape[-1])
-                for _, index in pending:
-                    logits[index].masked_fill_(~allowed[index], float("-inf"))
-            next_ids = torch.full((len(rows),), pad_id, dtype=torch.long)
-            for index in active:
-                row = rows[index]
-                token = _next_token(logits[index], row)
-                next_ids[index] = token
+                for _, slot in constrained:
+                    logits[slot].masked_fill_(~allowed[slot], float("-inf"))
+            next_ids = torch.tensor([_next_token(logits[slot], row) for slot, row in enumerate(batch)], dtype=torch.long)
+            for row, token in zip(batch, next_ids.tolist()):
                 row.tokens.append(token)
                 if row.matcher is not None:
                     row.matcher.consume_token(token)
@@ -227,7 +227,14 @@ def decode_batch(model: Any, rows: Sequence[_Row], *, pad_id: int, stop_ids: set
                     row.finish_reason = "stop"
                 elif len(row.tokens) >= row.max_new_tokens:
                     row.finish_reason = "length"
-            active = [index for index in active if rows[index].finish_reason is None]
+            keep = [slot for slot, row in enumerate(batch) if row.finish_reason is None]
+            if not keep:
+                break
+            if len(keep) < len(batch):
+                kept = torch.tensor(keep, device=device)
+                cache.batch_select_indices(kept)
+                next_ids, attention, positions = next_ids[keep], attention[kept], positions[kept]
+            batch = [batch[slot] for slot in keep]
             input_ids = next_ids.unsqueeze(-1).to(device)
-            attention = torch.cat([attention, torch.ones((len(rows), 1), dtype=attention.dtype, device=device)], dim=-1)
+            attention = torch.cat([attention, torch.ones((len(batch), 1), dtype=attention.dtype, device=device)], dim=-1)
             positions = positions[:, -1:] + 1
