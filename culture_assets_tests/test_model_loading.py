@@ -92,7 +92,7 @@ def test_preflight_accepts_what_the_loaders_load(offline_hub, tiny_model_dir, mo
     assert preflight(Profile.DEFAULT, {"culture_model"}) == []  # the default hub name, from the cache
     monkeypatch.setenv("CULTURE_ASSETS_BASE_MODEL", "Qwen/Not-Cached")
     [problem] = preflight(Profile.DEFAULT, {"culture_model"})
-    assert problem == f"{model_problem('Qwen/Not-Cached')}; or set CULTURE_ASSETS_BASE_MODEL to a local base model directory"
+    assert problem.startswith(model_problem("Qwen/Not-Cached")) and "CULTURE_ASSETS_BASE_MODEL" in problem
 
 
 def test_a_bad_base_model_stops_the_trainer_before_it_writes_anything(offline_hub, tmp_path):

@@ -1,7 +1,7 @@
 """The `trainer` resource: which trainer fits the culture models, on which base model, and how.
 
-`kind="local"` trains a LoRA adapter on a local transformers model directory (`base_model` is its
-path); `kind="openai"` runs an OpenAI fine-tuning job (`base_model` is the API model name, the key
+`kind="local"` trains a LoRA adapter on a transformers model (`base_model` is a Hugging Face hub
+name or a local directory); `kind="openai"` runs an OpenAI fine-tuning job (`base_model` is the API model name, the key
 comes from `api_key` or OPENAI_API_KEY, the endpoint from `base_url` or OPENAI_BASE_URL).
 """
 
@@ -51,7 +51,7 @@ class TrainerResource(dg.ConfigurableResource):
     """Fits a model on chat samples with the configured trainer and base model."""
 
     kind: Literal["local", "openai"] = "local"
-    base_model: str = Field(default="", description=f"local model directory or API model name; empty means ${BASE_MODEL_ENV}")
+    base_model: str = Field(default="", description=f"hub name or local directory (local), API model name (openai); empty means ${BASE_MODEL_ENV}")
     models_dir: str = Field(default="", description="where adapters go; empty means <data home>/models")
     chat_template: str = Field(default="", description="Jinja chat template for a tokenizer that has none")
     seed: int = 0
