@@ -15,10 +15,10 @@ mean nothing; speed and parseability are the point.
   parses it.
 - "batched" is `LocalChatGenerator`: --batch-size prompts left-padded into one batch, decoded
   together under the step-1 JSON schema (`step1_response_format`) with llguidance.
-A random model never closes a string on its own, so the schema's sentences are capped at
---sentence-chars characters; with every token at least one character, the whole reply then
-fits in --max-tokens (by default exactly the longest reply's length in characters), which a
-real instruct model's sentences do anyway.
+A random model does not write sentences of a sensible length on its own (it closes a string
+early or never), so the bench's schema asks for sentences of exactly --sentence-chars
+characters, standing in for real paraphrases (which are longer); with every token at least one
+character, the whole reply then fits in --max-tokens (by default the reply's length in characters).
 The two ways take turns, --repeats times each, so a change in the machine's load falls on both;
 medians are compared. Tokens/s counts generated tokens (prompt processing included in the time).
 Ends with one JSON line: {"bench": "generation", "batched_speedup": ..., "parse_rate": ...,
@@ -126,11 +126,11 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=4096)
     parser.add_argument("--max-tokens", type=int, default=0, help="default: the longest reply the schema allows")
     parser.add_argument("--sentence-chars", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2, help="each repeat is minutes on a loaded 2-core machine")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
-    response_format = step1_response_format(N_PARAPHRASES, N_TEMPLATES, max_sentence_chars=args.sentence_chars)
+    response_format = step1_response_format(N_PARAPHRASES, N_TEMPLATES, max_sentence_chars=args.sentence_chars, min_sentence_chars=args.sentence_chars)
     schema = response_format["json_schema"]["schema"]
     longest = json.dumps({"paraphrases": ["x" * args.sentence_chars] * N_PARAPHRASES, "templates": ["x" * args.sentence_chars] * N_TEMPLATES})
     args.max_tokens = args.max_tokens or len(longest)

@@ -47,14 +47,14 @@ def _json_schema(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
 
 
-def step1_response_format(n_paraphrases: int, n_templates: int, max_sentence_chars: int = MAX_SENTENCE_CHARS) -> dict[str, Any]:
-    """The reply `parse_step1` reads, as a JSON schema."""
-    sentences = {"type": "string", "minLength": 1, "maxLength": max_sentence_chars}
+def step1_response_format(n_paraphrases: int, n_templates: int, max_sentence_chars: int = MAX_SENTENCE_CHARS, min_sentence_chars: int = 1) -> dict[str, Any]:
+    """The reply `parse_step1` reads, as a JSON schema, with as many paraphrases and templates as the prompt asks for."""
+    sentences = {"type": "string", "minLength": min_sentence_chars, "maxLength": max_sentence_chars}
     return _json_schema("paraphrases", {
         "type": "object",
         "properties": {
-            "paraphrases": {"type": "array", "items": sentences, "minItems": 1, "maxItems": n_paraphrases},
-            "templates": {"type": "array", "items": sentences, "maxItems": n_templates},
+            "paraphrases": {"type": "array", "items": sentences, "minItems": n_paraphrases, "maxItems": n_paraphrases},
+            "templates": {"type": "array", "items": sentences, "minItems": n_templates, "maxItems": n_templates},
         },
         "required": ["paraphrases", "templates"],
         "additionalProperties": False,
