@@ -108,3 +108,13 @@ def test_models_the_generator_cannot_use_are_one_line_errors(offline_hub, no_cha
         LocalChatGenerator(str(no_chat_template_model_dir)).generate([(prompts(1)[0], {})])
     with pytest.raises(LLMModelError, match=r"field 'local_model': directory is not a transformers model"):
         LocalChatGenerator(str(tmp_path)).generate([(prompts(1)[0], {})])
+
+
+def test_the_augmentation_reply_schemas_are_enforced(generator):
+    from culture_assets.augment.responses import step1_response_format, step2_response_format
+
+    step1, step2 = generator.generate([
+        (prompts(1)[0], {"max_tokens": 24, "response_format": step1_response_format(8, 2)}),
+        (prompts(1)[0], {"max_tokens": 24, "response_format": step2_response_format(2)}),
+    ])
+    assert step1.content.startswith('{"paraphrases": ["') and step2.content.startswith('{"fillings": [{"')
