@@ -29,6 +29,7 @@ from culture_assets.resources.evaluation import EvalDataResource
 from culture_assets.io_manager import ArtifactIOManager
 from culture_assets.resources.llm import API_KEY_ENV, BASE_URL_ENV, LLMResource
 from culture_assets.llm.runner import REQUEST_TIMEOUT_ENV
+from culture_assets.model_loading import model_problem
 from culture_assets.resources import SurveySourceResource, WarehouseResource
 from culture_assets.settings import data_home
 from culture_assets.resources.training import BASE_MODEL_ENV, TrainerResource
@@ -163,26 +164,6 @@ def profile_default(config_class: str, field: str, default: T) -> T:
     return asset_config_for(current_profile(), current_limit()).get(config_class, {}).get(field, default)
 
 
-def _model_at_hand(name: str) -> bool:
-    if Path(name).expanduser().is_dir():
-        return True
-    from huggingface_hub import try_to_load_from_cache
-
-    return isinstance(try_to_load_from_cache(name, "config.json"), str)
-
-
-def _hub_reachable(name: str) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
-        return False
-    from huggingface_hub import model_info
-
-    try:
-        model_info(name, timeout=5)
-        return True
-    except Exception:
-        return False
-
-
 # what each asset needs from the outside world, checked before a run starts
 NEEDS_BY_ASSET = {
     "paraphrases": "generator", "question_templates": "generator", "synonym_variants": "generator",
@@ -205,11 +186,9 @@ def preflight(profile: Profile, asset_names: set[str]) -> list[str]:
     if "base_model" in needs and os.environ.get(TRAINER_ENV, "local") == "local":
         settings.setdefault(base_model(), []).append(f"{BASE_MODEL_ENV} to a local base model directory")
     for name, fixes in settings.items():
-        if not _model_at_hand(name) and not _hub_reachable(name):
-            problems.append(
-                f"model {name!r} is neither a local directory nor in the Hugging Face cache, and the hub cannot be reached: "
-                f"set {'; and set '.join(fixes)}"
-            )
+        problem = model_problem(name)  # the loaders' own check, so the preflight and a run agree
+        if problem:
+            problems.append(f"{problem}; or set {'; and set '.join(fixes)}")
     if "eval_data" in needs and (problem := _eval_data_problem(EvalDataResource(), "evaluation_data" in asset_names)):
         problems.append(problem)
     return problems

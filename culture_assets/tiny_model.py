@@ -1,4 +1,4 @@
-"""Random-initialised chat models built locally, with no model hub.
+"""Random-initialised chat models built locally, without downloading anything.
 
 The tiny one is used by the tests and by the offline demo profile, whose scores mean nothing: it
 exists to run the real loading, training and scoring code end to end on a laptop CPU in minutes.

@@ -87,6 +87,21 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def no_chat_template_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with its chat template removed: a base model, not an instruct one."""
+    import json
+    import shutil
+
+    target = tmp_path_factory.mktemp("models") / "no-chat-template"
+    shutil.copytree(tiny_model_dir, target)
+    config = json.loads((target / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (target / "tokenizer_config.json").write_text(json.dumps(config))
+    (target / "chat_template.jinja").unlink(missing_ok=True)
+    return target
+
+
+@pytest.fixture(scope="session")
 def hub_cache_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Hugging Face cache holding the tiny model under the default hub name (built once)."""
     cache = tmp_path_factory.mktemp("hf_cache")

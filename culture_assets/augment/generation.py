@@ -28,6 +28,9 @@ from culture_assets.augment.responses import (
     parse_step2,
     parse_templates,
     slot_words,
+    step1_response_format,
+    step2_response_format,
+    template_response_format,
     template_problem,
 )
 from culture_assets.augment.semantic_filter import DEFAULT_THRESHOLD, below_threshold_reason
@@ -63,8 +66,8 @@ class StepResult:
     budget_exhausted: bool
 
 
-def _params(temperature: float, max_tokens: int, attempt: int) -> dict[str, object]:
-    return {"temperature": temperature, "max_tokens": max_tokens, "response_format": {"type": "json_object"}, "seed": attempt}
+def _params(temperature: float, max_tokens: int, attempt: int, response_format: dict[str, object]) -> dict[str, object]:
+    return {"temperature": temperature, "max_tokens": max_tokens, "response_format": response_format, "seed": attempt}
 
 
 def _malformed(question_id: str, parent_id: str, step: str, outcome: ChatOutcome, model: str, phash: str, error: Exception, attempt: int) -> Candidate:
@@ -114,6 +117,7 @@ def paraphrase_step(seeds: Sequence[SeedQuestion], runner: ChatRunner, embedder:
     requests = 0
     budget_exhausted = False
     model = runner.model
+    step1_format = step1_response_format(settings.n_paraphrases)
     for attempt in range(settings.max_attempts):
         todo = [s for s in seeds if accepted[s.question_id] < settings.target_accepted]
         if not todo or budget_exhausted:
@@ -121,7 +125,7 @@ def paraphrase_step(seeds: Sequence[SeedQuestion], runner: ChatRunner, embedder:
         batch = []
         for seed in todo:
             messages = paraphrase_messages(seed.text, settings.n_paraphrases, seed.scale)
-            batch.append(ChatRequest.of(messages, _params(settings.temperature, settings.max_tokens, attempt), tag=seed.question_id))
+            batch.append(ChatRequest.of(messages, _params(settings.temperature, settings.max_tokens, attempt, step1_format), tag=seed.question_id))
         outcomes = runner.run(batch)
         requests += len(batch)
         fresh: list[Candidate] = []
@@ -173,7 +177,11 @@ def template_step(seeds: Sequence[SeedQuestion], paraphrases: Sequence[Candidate
         if not todo or budget_exhausted:
             break
         batch = [
-            ChatRequest.of(template_messages(by_id[q].text, [c.text for c in sources[q]], by_id[q].scale), _params(settings.temperature, settings.max_tokens, attempt), tag=q)
+            ChatRequest.of(
+                template_messages(by_id[q].text, [c.text for c in sources[q]], by_id[q].scale),
+                _params(settings.temperature, settings.max_tokens, attempt, template_response_format(len(sources[q]))),
+                tag=q,
+            )
             for q in todo
         ]
         outcomes = runner.run(batch)
@@ -221,7 +229,7 @@ def synonym_step(seeds: Sequence[SeedQuestion], templates: Sequence[Candidate], 
         batch = [
             ChatRequest.of(
                 synonym_messages(by_id[q].text, [t.text for t in usable[q]], settings.fillings_per_template),
-                _params(settings.temperature, settings.max_tokens, attempt),
+                _params(settings.temperature, settings.max_tokens, attempt, step2_response_format(len(usable[q]))),
                 tag=q,
             )
             for q in todo

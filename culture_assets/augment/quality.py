@@ -30,15 +30,13 @@ def perplexity(texts: Sequence[str], model_name_or_path: str, batch_size: int = 
     tokens, not over positions or batches.
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from culture_assets.model_loading import load_causal_lm, load_tokenizer
 
     if not texts:
         raise ValueError("perplexity of an empty set of sentences")
-    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
-    model = AutoModelForCausalLM.from_pretrained(model_name_or_path).to(device).eval()
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "right"
+    tokenizer = load_tokenizer(model_name_or_path, field="perplexity_model", padding_side="right")
+    model = load_causal_lm(model_name_or_path, field="perplexity_model", device=device, dtype=torch.float32)
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     total_nll, total_tokens, sentence_ppl = 0.0, 0, []
     for start in range(0, len(texts), batch_size):

@@ -38,6 +38,55 @@ def _strings(value: dict[str, Any], field: str) -> list[str]:
     return [" ".join(item.split()) for item in items if item.strip()]
 
 
+# Longest sentence a reply may hold: far above any survey question, low enough that a model
+# that never closes a string still ends within the token budget.
+MAX_SENTENCE_CHARS = 400
+
+
+def _json_schema(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI-style `response_format`: endpoints that enforce schemas and the local generator decode to it."""
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
+
+
+def _object_of(field: str, items: dict[str, Any], min_items: int, max_items: int | None = None) -> dict[str, Any]:
+    array = {"type": "array", "items": items, "minItems": min_items, **({"maxItems": max_items} if max_items else {})}
+    return {"type": "object", "properties": {field: array}, "required": [field], "additionalProperties": False}
+
+
+def step1_response_format(n_paraphrases: int, max_sentence_chars: int = MAX_SENTENCE_CHARS, min_sentence_chars: int = 1) -> dict[str, Any]:
+    """The reply `parse_step1` reads, as a JSON schema, with as many paraphrases as the prompt asks for."""
+    sentence = {"type": "string", "minLength": min_sentence_chars, "maxLength": max_sentence_chars}
+    return _json_schema("paraphrases", _object_of("paraphrases", sentence, n_paraphrases, n_paraphrases))
+
+
+def template_response_format(n_sentences: int) -> dict[str, Any]:
+    """The reply `parse_templates` reads, as a JSON schema: one template per numbered step-1 sentence at most."""
+    template = {
+        "type": "object",
+        "properties": {
+            "sentence": {"type": "integer", "minimum": 1, "maximum": max(n_sentences, 1)},
+            "template": {"type": "string", "minLength": 1, "maxLength": MAX_SENTENCE_CHARS},
+        },
+        "required": ["sentence", "template"],
+        "additionalProperties": False,
+    }
+    return _json_schema("templates", _object_of("templates", template, 1, max(n_sentences, 1)))
+
+
+def step2_response_format(n_templates: int) -> dict[str, Any]:
+    """The reply `parse_step2` reads, as a JSON schema."""
+    filling = {
+        "type": "object",
+        "properties": {
+            "template": {"type": "integer", "minimum": 1, "maximum": max(n_templates, 1)},
+            "slots": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": MAX_SENTENCE_CHARS // 4}, "minItems": 1},
+        },
+        "required": ["template", "slots"],
+        "additionalProperties": False,
+    }
+    return _json_schema("fillings", _object_of("fillings", filling, 1))
+
+
 def parse_step1(content: str) -> list[str]:
     """{"paraphrases": [str]} -> the paraphrases."""
     paraphrases = _strings(reply_object(content), "paraphrases")

@@ -40,18 +40,14 @@ class LocalModel:
 
 def load_local_model(base_model: str, adapter_path: str | None = None, device: str | None = None) -> LocalModel:
     """A base model from a path or hub name, with the LoRA adapter applied when given; eval mode."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from culture_assets.model_loading import load_causal_lm, load_tokenizer
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    tokenizer = AutoTokenizer.from_pretrained(adapter_path or base_model)
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(base_model, dtype=dtype, attn_implementation="sdpa")
+    tokenizer = load_tokenizer(adapter_path or base_model, field="adapter_path" if adapter_path else "base_model")
+    model = load_causal_lm(base_model, field="base_model", device=device, attn_implementation="sdpa")
     if adapter_path:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, adapter_path)
-    model.to(device).eval()
+        model = PeftModel.from_pretrained(model, adapter_path).to(model.device).eval()
     return LocalModel(tokenizer, model, f"{base_model}+{adapter_path}" if adapter_path else base_model)
 
 

@@ -2,7 +2,8 @@
 
 Order of events for `run(requests)`: cache lookup; the estimate (calls, tokens) is logged; a
 dry run stops there by raising DryRunStop; otherwise the uncached requests are sent, at most
-`concurrency` at a time, each retried on 429/5xx/timeouts/connection drops with exponential
+`concurrency` at a time (a generator that decodes batches, the local model, gets them
+`batch_size` at a time in one call instead), each retried on 429/5xx/timeouts/connection drops with exponential
 backoff and jitter, or exactly the server's Retry-After when it gives one (capped at
 `max_backoff_s`). Each response is written to the cache as soon as it arrives. The budget
 (requests and tokens per runner, i.e. per asset run) is checked before each call; once spent,
@@ -22,7 +23,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 
 from culture_assets.llm.cache import CachedResponse, ResponseCache, cache_key, canonical_request
 from culture_assets.llm.errors import LLMRetriesExhausted, LLMTimeoutError, LLMUnreachableError, TransientLLMError
-from culture_assets.llm.generator import ChatGenerator, Completion
+from culture_assets.llm.generator import BatchChatGenerator, ChatGenerator, Completion
 
 # the environment variable `culture-assets` reads into the llm resource's request_timeout_s
 REQUEST_TIMEOUT_ENV = "CULTURE_ASSETS_LLM_TIMEOUT_S"
@@ -230,15 +231,9 @@ class ChatRunner:
         semaphore = asyncio.Semaphore(self.concurrency)
         done = 0
 
-        async def one(index: int) -> None:
+        def record(index: int, completion: Completion) -> None:
             nonlocal done
             request, key = requests[index], keys[index]
-            async with semaphore:
-                if not self._within_budget():
-                    outcomes[index] = ChatOutcome(request, key, "budget_exhausted")
-                    return
-                self.stats.sent += 1
-                completion = await self._complete_with_retries(request)
             self.stats.prompt_tokens += completion.prompt_tokens
             self.stats.completion_tokens += completion.completion_tokens
             response = CachedResponse(completion.content, completion.prompt_tokens, completion.completion_tokens, completion.top_logprobs)
@@ -250,7 +245,33 @@ class ChatRunner:
             if done % 25 == 0 or done == len(pending):
                 self.log(f"{done}/{len(pending)} chat calls done, {self.stats.tokens} tokens, {self.stats.retries} retries")
 
-        tasks = [asyncio.create_task(one(index)) for index in pending]
+        def admit(index: int) -> bool:
+            if not self._within_budget():
+                outcomes[index] = ChatOutcome(requests[index], keys[index], "budget_exhausted")
+                return False
+            self.stats.sent += 1
+            return True
+
+        async def one(index: int) -> None:
+            async with semaphore:
+                if not admit(index):
+                    return
+                completion = await self._complete_with_retries(requests[index])
+            record(index, completion)
+
+        async def in_batches(generator: BatchChatGenerator) -> None:
+            # a local model answers a batch in one decoding pass; the token budget is checked between batches
+            for start in range(0, len(pending), generator.batch_size):
+                batch = [index for index in pending[start:start + generator.batch_size] if admit(index)]
+                if batch:
+                    completions = await generator.complete_batch([(requests[i].messages, requests[i].params) for i in batch])
+                    for index, completion in zip(batch, completions):
+                        record(index, completion)
+
+        if isinstance(self.generator, BatchChatGenerator):
+            tasks = [asyncio.create_task(in_batches(self.generator))]
+        else:
+            tasks = [asyncio.create_task(one(index)) for index in pending]
         try:
             await asyncio.gather(*tasks)
         except BaseException:

@@ -29,6 +29,7 @@ class LLMSettings(BaseModel):
     api_key: Optional[str] = Field(default=None, description="Secret; use dg.EnvVar('OPENAI_API_KEY'). Empty: $OPENAI_API_KEY.")
     base_url: str = Field(default="", description="OpenAI-compatible base URL (vLLM, Ollama ...). Empty: $OPENAI_BASE_URL, else OpenAI.")
     local_model: str = Field(default="", description="HF model name or path of a chat model used when no API key is set.")
+    local_batch_size: int = Field(default=16, ge=1, description="Prompts the local model decodes together in one batch.")
     concurrency: int = Field(default=8, ge=1, description="Requests in flight at once.")
     max_retries: int = Field(default=5, ge=0)
     backoff_base_s: float = Field(default=1.0, ge=0, description="First backoff; doubles per retry, with jitter.")
@@ -69,7 +70,7 @@ class LLMSettings(BaseModel):
                 "to a local chat model name or path",
                 field="local_model",
             )
-        return LocalChatGenerator(self.local_model, default_max_new_tokens=self.default_max_tokens)
+        return LocalChatGenerator(self.local_model, default_max_new_tokens=self.default_max_tokens, batch_size=self.local_batch_size)
 
     def runner(
         self, warehouse: Warehouse | None, log: Callable[[str], None] | None = None, generator: ChatGenerator | None = None

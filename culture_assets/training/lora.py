@@ -26,10 +26,12 @@ from typing import Any, Callable, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from culture_assets.errors import InputError
+from culture_assets.model_loading import ADAPTER_MANIFEST, ModelSource, default_device, default_dtype, load_adapter_model, load_causal_lm, resolve_model
+from culture_assets.model_loading import load_tokenizer as load_model_tokenizer
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "training_manifest.json"
+MANIFEST = ADAPTER_MANIFEST
 IGNORE_INDEX = -100
 
 
@@ -76,37 +78,9 @@ def directory_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_base_model(base_model: str) -> Path:
-    path = Path(base_model).expanduser()
-    if not path.is_dir():  # a hub name: its snapshot in the Hugging Face cache, downloaded when missing
-        from huggingface_hub import snapshot_download
-
-        try:
-            path = Path(snapshot_download(base_model))
-        except Exception as exc:
-            raise InputError(base_model, f"neither a local model directory nor a model the Hugging Face hub gives ({exc})", field="base_model") from None
-    if not (path / "config.json").is_file():
-        raise InputError(str(path), "not a transformers model directory: config.json is missing", field="base_model")
-    return path.resolve()
-
-
-def load_tokenizer(base_model: Path, chat_template: str = ""):
-    """The base model's tokenizer; `chat_template` (a Jinja string) is the documented fallback when it has none."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(base_model)
-    if chat_template:
-        tokenizer.chat_template = chat_template
-    if not tokenizer.chat_template:
-        raise InputError(
-            str(base_model),
-            "the tokenizer has no chat template, so prompts cannot be rendered the way the model expects; "
-            "use an instruct model, or set the trainer's `chat_template` to a Jinja template",
-            field="chat_template",
-        )
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
+def load_tokenizer(base_model: str | Path, chat_template: str = ""):
+    """The base model's tokenizer, which must have a chat template; `chat_template` (a Jinja string) is the documented fallback."""
+    return load_model_tokenizer(str(base_model), field="base_model", chat_template=chat_template, require_chat_template=True)
 
 
 def encode_chat(tokenizer, messages: Sequence[dict[str, str]], max_length: int) -> dict[str, list[int]]:
@@ -135,11 +109,9 @@ def encode_chat(tokenizer, messages: Sequence[dict[str, str]], max_length: int) 
     return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": [IGNORE_INDEX] * len(prompt_ids) + answer_ids}
 
 
-def run_fingerprint(base_model: Path, train_rows: Sequence[Sequence[dict]], validation_rows: Sequence[Sequence[dict]], params: LoraHyperParameters, chat_template: str) -> str:
-    model_config = (base_model / "config.json").read_text(encoding="utf-8")
-    weights = sorted((p.name, p.stat().st_size) for p in base_model.glob("*.safetensors"))
+def run_fingerprint(base_model: ModelSource, train_rows: Sequence[Sequence[dict]], validation_rows: Sequence[Sequence[dict]], params: LoraHyperParameters, chat_template: str) -> str:
     return _sha256_json(
-        {"base": [str(base_model), model_config, weights], "train": train_rows, "validation": validation_rows,
+        {"base": base_model.identity(), "train": train_rows, "validation": validation_rows,
          "params": params.model_dump(mode="json"), "template": chat_template}
     )
 
@@ -155,12 +127,6 @@ def last_complete_checkpoint(checkpoints: Path) -> Path | None:
             return candidate
         shutil.rmtree(candidate, ignore_errors=True)
     return None
-
-
-def _device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _training_arguments(params: LoraHyperParameters, checkpoints: Path, device: str, use_bf16: bool, has_validation: bool):
@@ -205,7 +171,7 @@ def train_lora(
     """Train (or resume, or reuse) a LoRA adapter on chat samples; returns the finished adapter directory."""
     if not train_rows:
         raise InputError("training_set", f"{model_key}: the training split has zero rows; nothing to train on", field="split")
-    base = check_base_model(base_model)
+    base = resolve_model(base_model, field="base_model")
     fingerprint = run_fingerprint(base, train_rows, validation_rows, params, chat_template)[:16]
     final = output_root / model_key / fingerprint
     if (final / MANIFEST).is_file():
@@ -217,17 +183,18 @@ def train_lora(
     import transformers
     import peft
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, PrinterCallback, Trainer, TrainerCallback
+    from transformers import DataCollatorForSeq2Seq, PrinterCallback, Trainer, TrainerCallback
 
-    tokenizer = load_tokenizer(base, chat_template)
+    tokenizer = load_tokenizer(base.name, chat_template)
     train_data = [encode_chat(tokenizer, m, params.max_length) for m in train_rows]
     validation_data = [encode_chat(tokenizer, m, params.max_length) for m in validation_rows]
 
     transformers.set_seed(params.seed)
-    device = _device()
-    use_bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+    device = default_device()
+    dtype = default_dtype(device)
+    use_bf16 = dtype == torch.bfloat16
     # frozen base weights in bf16 on a GPU that has it; peft keeps the adapter weights in float32
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16 if use_bf16 else torch.float32)
+    model = load_causal_lm(base.name, field="base_model", device=device, dtype=dtype)
     lora_config = LoraConfig(
         task_type="CAUSAL_LM",
         r=params.lora_r,
@@ -266,7 +233,8 @@ def train_lora(
     manifest = {
         "model_key": model_key,
         "fingerprint": fingerprint,
-        "base_model": str(base),
+        "base_model": base.name,
+        "base_model_revision": base.revision,
         "hyperparameters": params.model_dump(mode="json"),
         "lora_config": json.loads(json.dumps(lora_config.to_dict(), default=sorted)),  # a set (target_modules) in a stable order
         "seed": params.seed,
@@ -291,18 +259,3 @@ def train_lora(
     os.rename(staging, final)  # atomic: the adapter appears complete or not at all
     shutil.rmtree(work, ignore_errors=True)
     return TrainedAdapter(final, artifact_hash, manifest, reused=False)
-
-
-def load_adapter_model(adapter_path: str | Path):
-    """(model, tokenizer) of a trained adapter on its recorded base model, in eval mode."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = Path(adapter_path)
-    if not (path / MANIFEST).is_file():
-        raise InputError(str(path), f"not a finished adapter directory ({MANIFEST} is missing)")
-    manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-    base = AutoModelForCausalLM.from_pretrained(check_base_model(manifest["base_model"]))
-    model = PeftModel.from_pretrained(base, path)
-    model.eval()
-    return model, AutoTokenizer.from_pretrained(path)

@@ -57,7 +57,7 @@ class TrainerSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: Literal["local", "openai"] = "local"
-    base_model: str = Field(default="", description=f"hub model name, local model directory or API model name; empty means ${BASE_MODEL_ENV}")
+    base_model: str = Field(default="", description=f"hub name or local directory (local), API model name (openai); empty means ${BASE_MODEL_ENV}")
     models_dir: str = Field(default="", description="where adapters go; empty means <data home>/models")
     chat_template: str = Field(default="", description="Jinja chat template for a tokenizer that has none")
     seed: int = _LORA["seed"]
