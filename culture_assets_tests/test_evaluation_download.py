@@ -20,7 +20,7 @@ from culture_assets.evaluation.download import (
 )
 from culture_assets.evaluation.loader import EVAL_DATA_ENV
 from culture_assets.evaluation.manifest import MANIFESTS_ENV, load_manifests
-from culture_assets.evaluation.resource import EvalDataResource
+from culture_assets.resources.evaluation import EvalDataResource
 from culture_assets.io_manager import ArtifactIOManager
 from culture_assets.profiles import Profile, preflight
 from culture_assets.resources import WarehouseResource

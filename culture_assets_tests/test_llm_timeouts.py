@@ -7,7 +7,8 @@ from typing import Iterator
 
 import pytest
 
-from culture_assets.llm import LLMResource, LLMTimeoutError
+from culture_assets.llm import LLMTimeoutError
+from culture_assets.resources.llm import LLMResource
 from culture_assets.llm.runner import ChatRequest
 
 SILENT_BOUND_S = 120  # issue 11: the default configuration gives up within 2 minutes

@@ -8,7 +8,8 @@ import jsonschema
 import pytest
 
 from culture_assets.augment.prompts import paraphrase_messages
-from culture_assets.llm import ChatRequest, ChatRunner, LLMResource
+from culture_assets.llm import ChatRequest, ChatRunner
+from culture_assets.resources.llm import LLMResource
 from culture_assets.llm.errors import LLMModelError, LLMRequestError
 from culture_assets.llm.generator import BatchChatGenerator
 from culture_assets.llm.local_generator import LocalChatGenerator

@@ -36,6 +36,7 @@ class LLMResource(dg.ConfigurableResource):
     max_requests: Optional[int] = _FIELDS["max_requests"]
     max_tokens: Optional[int] = _FIELDS["max_tokens"]
     default_max_tokens: int = _FIELDS["default_max_tokens"]
+    local_batch_size: int = _FIELDS["local_batch_size"]
     dry_run: bool = _FIELDS["dry_run"]
 
     def settings(self) -> LLMSettings:

@@ -11,8 +11,8 @@ import polars as pl
 from culture_assets.assets import survey
 from culture_assets.assets.models import ablation_model, culture_model, culturellm_one, openai_fine_tuning_sensor
 from culture_assets.assets.training_sets import ablation_training_set, training_set
-from culture_assets.augment.resource import EmbedderResource
-from culture_assets.llm import LLMResource
+from culture_assets.resources.augment import EmbedderResource
+from culture_assets.resources.llm import LLMResource
 from culture_assets.training.ablations import fixed_optimizer_steps
 from culture_assets_tests.fake_augmentation_llm import augmentation_chat_reply
 from culture_assets.cultures import load_registry
