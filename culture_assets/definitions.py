@@ -44,6 +44,11 @@ culturellm_one_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets("culturellm_one"),
     description="CultureLLM-One: one model fine-tuned on every culture's training set.",
 )
+evaluation_data_job = dg.define_asset_job(
+    "evaluation_data_job",
+    selection=dg.AssetSelection.assets("evaluation_data"),
+    description="The evaluation datasets the manifests name, downloaded and checked against their sha256 (all cultures share them).",
+)
 culture_scores_job = dg.define_asset_job(
     "culture_scores_job",
     selection=dg.AssetSelection.assets("eval_dataset", "culture_scores", "wvs_alignment"),
@@ -68,7 +73,7 @@ ablation_models_job = dg.define_asset_job(
 # `culture-assets run` runs its selection through these jobs, in this order (a topological order
 # of the graph): one run per culture partition of each, named, tagged and re-executable in the UI.
 MAIN_JOB_STAGES = [
-    augmentation_job, seed_survey_job, culture_models_job, culturellm_one_job, culture_scores_job, culture_report_job,
+    augmentation_job, evaluation_data_job, seed_survey_job, culture_models_job, culturellm_one_job, culture_scores_job, culture_report_job,
     ablation_training_sets_job, ablation_models_job,
 ]
 

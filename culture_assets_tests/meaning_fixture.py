@@ -104,9 +104,8 @@ def judge_chat_reply(body: dict) -> str:
     return "I cannot rate that" if label is None else json.dumps({"score": {ENTAILMENT: 5, NEUTRAL: 3, CONTRADICTION: 1}[label]})
 
 
-def build_tiny_nli(target: Path, steps: int = 300, seed: int = 0) -> Path:
-    """A 2-layer BERT cross-encoder (word-level tokenizer over the fixture's words) trained until it
-    reproduces the fixture's labels; saved as a sentence-transformers CrossEncoder loads it."""
+def _untrained_tiny_nli(seed: int = 0):
+    """A random 2-layer BERT cross-encoder with a word-level tokenizer over the fixture's words."""
     import torch
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
@@ -128,7 +127,16 @@ def build_tiny_nli(target: Path, steps: int = 300, seed: int = 0) -> Path:
         max_position_embeddings=128, num_labels=3, id2label=LABELS, label2id={v: k for k, v in LABELS.items()},
         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
     )
-    model = BertForSequenceClassification(config)
+    return tokenizer, BertForSequenceClassification(config)
+
+
+def build_tiny_nli(target: Path, steps: int = 300, seed: int = 0) -> Path:
+    """The tiny cross-encoder trained until it reproduces the fixture's labels; saved as a
+    sentence-transformers CrossEncoder loads it."""
+    import torch
+
+    pairs = labelled_pairs()
+    tokenizer, model = _untrained_tiny_nli(seed)
     batch = tokenizer([p[0] for p in pairs], [p[1] for p in pairs], padding=True, return_tensors="pt")
     labels = torch.tensor([p[2] for p in pairs])
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
@@ -147,3 +155,22 @@ def build_tiny_nli(target: Path, steps: int = 300, seed: int = 0) -> Path:
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
     return target
+
+
+def build_entailing_nli(target: Path) -> Path:
+    """The tiny NLI cross-encoder's architecture and tokenizer with a classifier that says "entailment" for every pair.
+
+    A hub stand-in for runs whose subject is not the meaning check (the default profile end to end): the
+    check still loads the model by its hub name and asks it both ways, and every candidate passes it.
+    The check's rejections are tested with `build_tiny_nli`.
+    """
+    import torch
+
+    tokenizer, model = _untrained_tiny_nli()
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([10.0 if label == ENTAILMENT else 0.0 for label in sorted(LABELS)]))
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target
+

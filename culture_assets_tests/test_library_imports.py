@@ -13,7 +13,7 @@ import culture_assets
 # The Dagster layer: thin assets, resources, partitions, automation, the Definitions and the CLI around them.
 DAGSTER_LAYER = {
     "assets", "resources", "partitions", "automation", "definitions", "cli", "pipeline", "profiles",
-    "io_manager", "deploy",
+    "io_manager", "deploy", "launcher", "recovery",
 }
 
 BLOCK_DAGSTER = textwrap.dedent(

@@ -35,7 +35,7 @@ class TrainerResource(dg.ConfigurableResource):
     save_steps: int = _FIELDS["save_steps"]
     api_key: Optional[str] = _FIELDS["api_key"]
     base_url: str = _FIELDS["base_url"]
-    price_per_million_tokens: float = _FIELDS["price_per_million_tokens"]
+    price_per_million_tokens: Optional[float] = _FIELDS["price_per_million_tokens"]
     max_cost_usd: float = _FIELDS["max_cost_usd"]
     resubmit_failed: bool = _FIELDS["resubmit_failed"]
 
