@@ -55,8 +55,10 @@ FRAMES = [
 
 # statements stay statements, as the prompt asks; one frame turns it into a question (a fault the check rejects)
 STATEMENT_FRAMES = [
-    "{lead}: {body}", "{Body}.", "It is said that {body}.", "{Body}, as some people say.", "Do you agree that {body}?",
-    "The statement is: {body}.", "{Body}: that is the view.", "Some people hold that {body}.",
+    "{lead}: {body}", "It is often argued that {body}.", "It is said that {body}.", "{Body}, as some people say.",
+    "Do you agree that {body}?", "The statement is: {body}.", "{Body}.", "{Body}: that is the view.", "Some people hold that {body}.",
+    "In the view of many, {body}.", "One could argue that {body}.", "A common opinion is that {body}.",
+    "There are those who think that {body}.", "People sometimes claim that {body}.", "According to some, {body}.",
 ]
 
 
@@ -125,8 +127,8 @@ def step2_reply(seed: str, templates: list[tuple[str, int]], fillings: int, atte
     return json.dumps({"fillings": entries})
 
 
-def judge_reply(seed: str, variant: str) -> str:
-    if _hash(seed + "\x1f" + variant) % 11 == 0:
+def judge_reply(seed: str, variant: str, faults: bool = True) -> str:
+    if faults and _hash(seed + "\x1f" + variant) % 11 == 0:
         return "I'd say five"
     # symmetric (the filter asks both ways): the share of the shorter sentence's words found in the other
     a, b = set(seed.lower().split()), set(variant.lower().split())
@@ -141,8 +143,9 @@ def translation_reply(language: str, text: str) -> str:
     return f"[{language}] {text}"
 
 
-def augmentation_chat_reply(body: dict[str, Any]) -> str:
-    """The fake server's chat_reply for the augmentation prompts (step 1, step 2, judge)."""
+def augmentation_chat_reply(body: dict[str, Any], judge_faults: bool = True) -> str:
+    """The fake server's chat_reply for the augmentation prompts (step 1, step 2, judge); `judge_faults` makes
+    one judgement in eleven unparseable (the tests of the judge's failure handling want it; a whole run does not)."""
     prompt = body["messages"][-1]["content"]
     attempt = int(body.get("seed", 0) or 0)
     seed = _SEED.search(prompt)
@@ -159,5 +162,5 @@ def augmentation_chat_reply(body: dict[str, Any]) -> str:
         return json.dumps({"translation": translation_reply(translate.group(1), translate.group(2))})
     pair = re.search(r'A: "(.*?)"\nB: "(.*?)"', prompt, re.DOTALL)
     if pair:
-        return judge_reply(pair.group(1), pair.group(2))
+        return judge_reply(pair.group(1), pair.group(2), judge_faults)
     return "I do not understand the request."

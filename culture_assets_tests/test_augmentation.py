@@ -80,7 +80,7 @@ def fake_llm(server: FakeOpenAI, **overrides) -> LLMResource:
 def quality_config(tiny_model_dir: Path) -> dict:
     # the meaning check is the fake judge's: an NLI stand-in knows only its own fixture (test_meaning_check)
     return {"ops": {
-        "augmented_questions": {"config": {"nli_model": ""}},
+        "augmented_questions": {"config": {"nli_model": "", "max_per_question": 10}},
         "augmentation_quality": {"config": {"perplexity_model": str(tiny_model_dir), "judge_sample": 12}},
     }}
 
@@ -131,7 +131,7 @@ def test_whole_augmentation_with_faults_then_a_free_rerun(augmentation_server: F
     variants = augmented.filter(pl.col("step") != "seed")
     assert variants["similarity"].min() >= threshold_for("").value
     assert variants.group_by("question_id").len()["len"].min() >= 3
-    assert variants.group_by("question_id").len()["len"].max() <= 10
+    assert variants.group_by("question_id").len()["len"].max() <= 10  # the configured max_per_question
     assert set(variants["model"]) == {"fake-model"} and variants["prompt_hash"].null_count() == 0
     assert augmented["sample_id"].n_unique() == augmented.height
 

@@ -7,6 +7,7 @@ fake OpenAI server, (B) to the local generator. Then Dagster's GraphQL API shows
 named stage job, re-executable, and a re-execution succeeds.
 """
 
+import functools
 import json
 import os
 import subprocess
@@ -114,7 +115,7 @@ def run_and_check(env: dict[str, str], home: Path) -> None:
 @pytest.mark.slow
 def test_default_profile_end_to_end_with_an_openai_compatible_generator(default_env):
     with FakeOpenAI() as server:
-        server.chat_reply = augmentation_chat_reply
+        server.chat_reply = functools.partial(augmentation_chat_reply, judge_faults=False)
         env = {**default_env, "OPENAI_API_KEY": "sk-test-e2e", "OPENAI_BASE_URL": server.base_url}
         run_and_check(env, Path(default_env["CULTURE_ASSETS_HOME"]))
         assert server.count(r"/chat/completions") > 0
