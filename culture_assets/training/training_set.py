@@ -223,10 +223,13 @@ def build_training_set(
         if size > variants.height:
             raise UnfillableSize(culture.key, size, variants.height, seeds.height, spec.steps, len(heldout))
         trainable = pl.concat([seeds, variants.head(size)], how="vertical")
-    is_validation = (pl.col("step") != "seed") & (
+    # exactly round(fraction x variants) of the variants, chosen by a seeded hash: two sets of the same size (the
+    # size-matched ablation arms) then train on the same number of rows
+    n_validation = round(spec.validation_fraction * (trainable.height - seeds.height))
+    validation_order = pl.when(pl.col("step") != "seed").then(
         pl.col("sample_id").map_elements(lambda s: stable_unit("validation", spec.seed, s), return_dtype=pl.Float64)
-        < spec.validation_fraction
     )
+    is_validation = validation_order.rank("ordinal") <= n_validation
     trainable = trainable.with_columns(pl.when(is_validation).then(pl.lit("validation")).otherwise(pl.lit("train")).alias("split"))
     heldout_rows = heldout_rows.with_columns(pl.lit("heldout").alias("split"))
 
