@@ -37,12 +37,15 @@ def chain_run_config() -> dict:
 
 
 def materialize_upstream(cultures: list[str]) -> None:
-    from culture_assets.definitions import defs
-    from culture_assets.pipeline import materialize_in_stages
-    from culture_assets.profiles import asset_config_for, current_profile
+    from culture_assets.definitions import MAIN_JOB_STAGES, defs
+    from culture_assets.pipeline import InProcessLauncher, plan_stages, run_stages
 
+    # the main job's stages, in this process (the profile's values are the config defaults)
     with dg.DagsterInstance.get() as instance:
-        materialize_in_stages(defs, instance, select=UPSTREAM, partitions=cultures, op_config=asset_config_for(current_profile()))
+        outcomes = run_stages(defs, plan_stages(defs, MAIN_JOB_STAGES, UPSTREAM), InProcessLauncher(defs, instance), instance, cultures, poll_s=0)
+    failed = [f"{o.stage.job_name} [{o.partition}]: {o.status} {o.message}" for o in outcomes if o.status != "success"]
+    if failed:
+        raise SystemExit("upstream stages did not succeed:\n" + "\n".join(failed))
 
 
 def run_single_process(cultures: list[str]) -> list[dict]:
