@@ -49,6 +49,7 @@ TRAINING_SET_SCHEMA = {
     "answer": pl.String,
     "culture": pl.String,
     "target": pl.String,
+    "survey_distribution_json": pl.String,  # {answer: share} over the question's options: the soft-label loss's target
 }
 
 
@@ -254,9 +255,22 @@ def build_training_set(
                 "answer": answer,
                 "culture": culture.key,
                 "target": target,
+                "survey_distribution_json": json.dumps(survey_distribution(row["codes"], row["distribution"])),
             }
         )
     return pl.DataFrame(rows, schema=TRAINING_SET_SCHEMA)
+
+
+def survey_distribution(codes: Sequence[int], distribution: Sequence[float]) -> dict[str, float]:
+    """The culture's answer shares keyed by the answer text a sample trains (the option code)."""
+    return {str(code): float(share) for code, share in zip(codes, distribution)}
+
+
+def split_distributions(table: pl.DataFrame, split: str) -> list[dict[str, float]] | None:
+    """The survey distribution of each row of one split, in `split_rows` order; None for a table built before the column existed."""
+    if "survey_distribution_json" not in table.columns:
+        return None
+    return [json.loads(d) for d in table.filter(pl.col("split") == split)["survey_distribution_json"].to_list()]
 
 
 def available_variants(augmented: pl.DataFrame, answers: pl.DataFrame, heldout: set[str], steps: Sequence[str]) -> int:

@@ -101,6 +101,12 @@ def test_training_sets_culture_models_and_culturellm_one(tiny_model_dir, data_ho
     again = run([culture_model], data_home, trainer, instance, "german").output_for_node("culture_model")
     assert again["adapter_path"] == german["adapter_path"] and again["artifact_hash"] == german["artifact_hash"]
 
+    # the trainer's soft-label loss: targets are the training set's survey distributions, a different adapter
+    soft_trainer = TrainerResource(**{**trainer.model_dump(), "target_loss": "survey_distribution"})
+    soft = run([culture_model], data_home, soft_trainer, instance, "german").output_for_node("culture_model")
+    assert soft["adapter_path"] != german["adapter_path"]
+    assert json.loads((Path(soft["adapter_path"]) / MANIFEST).read_text())["hyperparameters"]["target_loss"] == "survey_distribution"
+
 
 def test_ablation_models_are_materialized_per_culture_and_variant(tiny_model_dir, data_home, fake_openai):
     fake_openai.chat_reply = augmentation_chat_reply
