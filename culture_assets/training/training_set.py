@@ -39,6 +39,7 @@ from culture_assets.survey.questions import WVSQuestion
 
 STEPS = ("seed", "paraphrase", "synonym")
 ANSWER_INSTRUCTION = "Answer with the number of one option only."
+OPTIONS_LABEL = "Options"
 
 TRAINING_SET_SCHEMA = {
     "sample_id": pl.String,
@@ -134,14 +135,25 @@ def system_prompt(culture: Culture, language: PromptLanguage) -> str:
     return culture.system_prompt.native if language is PromptLanguage.NATIVE else culture.system_prompt.english
 
 
-def user_prompt(text: str, question: WVSQuestion) -> str:
-    return f"{text}\nOptions: {question.option_text()}\n{ANSWER_INSTRUCTION}"
+def user_prompt(text: str, question: WVSQuestion, translations: Mapping[str, str] | None = None) -> str:
+    """The question, its options and the answer instruction. With `translations` (English -> the culture's
+    language; `prompt_texts` lists what it needs) the options' label, their labels and the instruction are
+    translated too, the option numbers stay: the answer is the same number in both languages."""
+    if translations is None:
+        return f"{text}\n{OPTIONS_LABEL}: {question.option_text()}\n{ANSWER_INSTRUCTION}"
+    options = " ".join(f"{code}. {translations[label]}" for code, label in sorted(question.options.items()))
+    return f"{text}\n{translations[OPTIONS_LABEL]}: {options}\n{translations[ANSWER_INSTRUCTION]}"
 
 
-def chat_messages(system: str, text: str, question: WVSQuestion, answer: str) -> list[dict[str, str]]:
+def prompt_texts(question: WVSQuestion) -> list[str]:
+    """The English texts of a question's prompt besides the question itself: what a native-language prompt translates."""
+    return [OPTIONS_LABEL, *question.options.values(), ANSWER_INSTRUCTION]
+
+
+def chat_messages(system: str, text: str, question: WVSQuestion, answer: str, translations: Mapping[str, str] | None = None) -> list[dict[str, str]]:
     return [
         {"role": "system", "content": system},
-        {"role": "user", "content": user_prompt(text, question)},
+        {"role": "user", "content": user_prompt(text, question, translations)},
         {"role": "assistant", "content": answer},
     ]
 
@@ -194,8 +206,9 @@ def build_training_set(
 ) -> pl.DataFrame:
     """Rows of the training_set contract for one culture (see the module docstring for the choices).
 
-    With `question_language` native, each question text is replaced by its entry in `translations`
-    (English text -> the culture's language); a text without one is left out, so the caller reports it.
+    With `question_language` native, each question text, its options and the answer instruction are replaced
+    by their entries in `translations` (English text -> the culture's language, see `prompt_texts`); a row
+    missing one is left out, so the caller reports it.
     """
     by_id = {q.id: q for q in questions}
     check_augmented(augmented, by_id)
@@ -240,11 +253,12 @@ def build_training_set(
         raise InputError("training_set", f"{culture.key}: native-language questions need translations", field="question_language")
     rows = []
     for row in pl.concat([trainable.drop("_within", "_rank"), heldout_rows], how="vertical").iter_rows(named=True):
+        question = by_id[row["question_id"]]
         text = translations.get(row["text"]) if native else row["text"]
-        if text is None:
+        if text is None or (native and any(t not in translations for t in prompt_texts(question))):
             continue
         answer, target = _answer(row, spec)
-        messages = chat_messages(system, text, by_id[row["question_id"]], answer)
+        messages = chat_messages(system, text, question, answer, translations if native else None)
         rows.append(
             {
                 "sample_id": row["sample_id"],

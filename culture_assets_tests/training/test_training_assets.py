@@ -22,6 +22,10 @@ from culture_assets.training.lora import MANIFEST, directory_hash, load_adapter_
 from culture_assets.resources.training import TrainerResource
 from culture_assets_tests.fake_openai import install_fine_tuning_routes
 from culture_assets_tests.training.samples import augmented_questions as sample_rows
+from culture_assets.survey.questions import load_questions
+from culture_assets.training.training_set import ANSWER_INSTRUCTION, OPTIONS_LABEL
+
+QUESTIONS = {q.id: q for q in load_questions()}
 
 
 @dg.asset(group_name="augmentation", description="Stand-in for the augmentation stage's output (hand-made variants).")
@@ -130,6 +134,15 @@ def test_ablation_models_are_materialized_per_culture_and_variant(tiny_model_dir
     questions = {arm: [json.loads(m)[1]["content"] for m in sets[arm]["messages_json"]] for arm in ("prompt_english", "prompt_native")}
     assert all(q.startswith("[Korean] ") for q in questions["prompt_native"]) and len(questions["prompt_native"]) == len(questions["prompt_english"])
     assert not any("[Korean]" in q for q in questions["prompt_english"])
+    # the options and the instruction are translated too, the option numbers kept; the answers are the English arm's
+    native_rows = sets["prompt_native"].sort("sample_id").iter_rows(named=True)
+    for native, english in zip(native_rows, sets["prompt_english"].sort("sample_id").iter_rows(named=True)):
+        question = QUESTIONS[native["question_id"]]
+        user = json.loads(native["messages_json"])[1]["content"]
+        options = " ".join(f"{code}. [Korean] {label}" for code, label in sorted(question.options.items()))
+        assert user.endswith(f"\n[Korean] {OPTIONS_LABEL}: {options}\n[Korean] {ANSWER_INSTRUCTION}"), user
+        assert native["answer"] == english["answer"] and native["sample_id"] == english["sample_id"]
+    assert all(f"\n{OPTIONS_LABEL}: " in q and q.endswith(ANSWER_INSTRUCTION) for q in questions["prompt_english"])
     assert metadata["prompt_native"]["untranslated_texts"].value == 0
     assert metadata["prompt_native"]["back_translation_similarity_min"].value > 0.99  # the fake's back-translation restores the text
     sent = fake_openai.count(r"/chat/completions")
