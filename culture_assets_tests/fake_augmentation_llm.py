@@ -80,7 +80,8 @@ def _reworded(seed: str, i: int) -> str:
     turned_into_question = not seed.rstrip().endswith("?") and framed.endswith("?")  # left as the fault the form check rejects
     if i < RICH_FROM or turned_into_question:
         return framed
-    return f"{framed} {CLOSINGS[(i - RICH_FROM) % len(CLOSINGS)]}"
+    ended = framed if framed[-1] in ".?!" else f"{framed}."
+    return f"{ended} {CLOSINGS[(i - RICH_FROM) % len(CLOSINGS)]}"
 
 
 def _framed(seed: str, i: int) -> str:
