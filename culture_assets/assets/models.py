@@ -14,7 +14,7 @@ from culture_assets.training.ablations import fixed_optimizer_steps, trains_fixe
 from culture_assets.training.model_record import lineage_row, model_key, model_record
 from culture_assets.training.openai_jobs import PENDING, pending_jobs
 from culture_assets.resources.training import FineTuningPending, TrainerResource
-from culture_assets.training.training_set import split_rows
+from culture_assets.training.training_set import split_distributions, split_rows
 
 GROUP = "models"
 
@@ -34,6 +34,7 @@ def _fit_and_register(
             key, split_rows(table, "train"), split_rows(table, "validation"), warehouse.get(), context.log.info,
             asset_key=context.asset_key.to_user_string(),
             partition_key=context.partition_key if context.has_partition_key else None,
+            distributions=(split_distributions(table, "train"), split_distributions(table, "validation")),
         )
     except FineTuningPending as pending:
         raise dg.Failure(
