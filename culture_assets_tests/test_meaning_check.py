@@ -32,7 +32,7 @@ from culture_assets_tests.hub_cache import fill_hub_cache
 from culture_assets_tests.meaning_fixture import INVERSIONS, ONE_WAY, PARAPHRASES, SEED_IDS, build_tiny_nli, judge_chat_reply, seed_texts
 from culture_assets_tests.test_augmentation import fake_llm, resources, write_questions
 
-SETTINGS = FilterSettings(threshold=0.8, max_per_question=10)
+SETTINGS = FilterSettings(similarity_threshold=0.8, max_per_question=10)
 
 
 @pytest.fixture(scope="session")
@@ -150,5 +150,5 @@ def test_a_variant_nearer_to_another_seed_is_rejected_by_the_cross_question_guar
     decided = outcome(semantic_filter(seeds, candidates, Embedder(), SETTINGS))
     assert not decided[stray].accepted and decided[stray].reason.startswith("nearer to another seed question (Q229")
     assert decided[own].accepted
-    unguarded = outcome(semantic_filter(seeds, candidates, Embedder(), FilterSettings(threshold=0.5, cross_question_guard=False)))
+    unguarded = outcome(semantic_filter(seeds, candidates, Embedder(), FilterSettings(similarity_threshold=0.5, cross_question_guard=False)))
     assert unguarded[stray].accepted

@@ -28,6 +28,7 @@ from culture_assets.profiles import profile_default
 from culture_assets.store import Warehouse
 from culture_assets.store.warehouse import WRITER_POOL
 from culture_assets.survey.questions import questions_from_table
+from culture_assets.training.model_record import ModelRecord
 from culture_assets.training.training_set import heldout_question_ids
 
 GROUP = "evaluation"
@@ -73,9 +74,9 @@ def _average_table(metrics: pl.DataFrame) -> pl.DataFrame:
         "model", "value", "ci_low", "ci_high", "n", "invalid_rate")
 
 
-def _chat_runners(llm: LLMResource, store: Warehouse, context: dg.AssetExecutionContext, *records: dict):
+def _chat_runners(llm: LLMResource, store: Warehouse, context: dg.AssetExecutionContext, *records: ModelRecord):
     """Runners of the LLM layer, one per API model, only when a model is served by an API."""
-    if not any(record.get("trainer") == "openai" for record in records):
+    if not any(record.trainer == "openai" for record in records):
         return None
     settings = llm.settings()
     return lambda model: chat_runner(settings, model, store, context.log.info)
@@ -192,10 +193,11 @@ def culture_scores(
     warehouse: WarehouseResource,
 ):
     culture = load_registry().get(context.partition_key)
-    models = models_under_test(culture.key, culture_model, culturellm_one, culture.system_prompt.english)
+    records = ModelRecord.from_stored(culture_model, "culture_model"), ModelRecord.from_stored(culturellm_one, "culturellm_one")
+    models = models_under_test(culture.key, *records, culture.system_prompt.english)
     manifests = {m.id: m for m in eval_data.manifests(culture.key)}
     store = warehouse.get()
-    chat = _chat_runners(llm, store, context, culture_model, culturellm_one)
+    chat = _chat_runners(llm, store, context, *records)
     evaluation = score_culture(
         culture.key, models, manifests, eval_dataset, EvalCache(store), chat, config.settings(), config.bootstrap(),
         run_config=config.recorded(eval_dataset), log=context.log.info,
@@ -230,15 +232,15 @@ TRAINING_FIT_CHECK = dg.AssetCheckSpec(
 )
 
 
-def training_fit_check(record: dict, training_set: pl.DataFrame) -> dg.AssetCheckResult:
+def training_fit_check(record: ModelRecord, training_set: pl.DataFrame) -> dg.AssetCheckResult:
     """culture_model's check (WARN): training-answer accuracy of the fine-tuned model vs its base."""
-    if record.get("trainer") != "local":
+    if record.trainer != "local":
         return dg.AssetCheckResult(check_name=TRAINING_FIT_CHECK.name, passed=True, severity=dg.AssetCheckSeverity.WARN,
                                    metadata={"measured": False}, description="not measured: an API model has no local weights to score")
     rows = training_rows(training_set)
     options = {q.id: q.valid_codes for q in load_questions()}
-    tuned = answer_accuracy(load_local_model(record["base_model"], record["adapter_path"]), rows, options)
-    base = answer_accuracy(load_local_model(record["base_model"]), rows, options)
+    tuned = answer_accuracy(load_local_model(record.base_model, record.adapter_path), rows, options)
+    base = answer_accuracy(load_local_model(record.base_model), rows, options)
     return dg.AssetCheckResult(
         check_name=TRAINING_FIT_CHECK.name,
         passed=bool(tuned > base),
@@ -297,14 +299,15 @@ def wvs_alignment(
     warehouse: WarehouseResource,
 ) -> dg.Output:
     culture = load_registry().get(context.partition_key)
-    models = models_under_test(culture.key, culture_model, culturellm_one, culture.system_prompt.english)
+    records = ModelRecord.from_stored(culture_model, "culture_model"), ModelRecord.from_stored(culturellm_one, "culturellm_one")
+    models = models_under_test(culture.key, *records, culture.system_prompt.english)
     heldout = heldout_question_ids(training_set)
     targets = survey_targets(seed_survey, heldout)
     skipped = sorted(set(heldout) - set(targets))
     if skipped:
         context.log.warning(f"held-out questions not in the survey or never asked in {culture.display_name}, left out: {skipped}")
     store = warehouse.get()
-    chat = _chat_runners(llm, store, context, culture_model, culturellm_one)
+    chat = _chat_runners(llm, store, context, *records)
     metrics, per_question = align_culture(
         culture.key, models, questions_from_table(wvs_questions), targets, EvalCache(store), chat, config.settings(), config.bootstrap(),
         run_config=config.recorded(pl.DataFrame()), log=context.log.info,
@@ -342,11 +345,12 @@ def ablation_scores(
     warehouse: WarehouseResource,
 ) -> dg.Output:
     culture = ABLATION_PARTITIONS.get_partition_key_from_str(context.partition_key).keys_by_dimension["culture"]
-    model = trained_model(ablation_model, Role.CULTURE_MODEL, "ablation_model record")
+    record = ModelRecord.from_stored(ablation_model, "ablation_model")
+    model = trained_model(record, Role.CULTURE_MODEL)
     store = warehouse.get()
     evaluation = score_culture(
         culture, [model], {m.id: m for m in eval_data.manifests(culture)}, eval_dataset, EvalCache(store),
-        _chat_runners(llm, store, context, ablation_model), config.settings(), config.bootstrap(),
+        _chat_runners(llm, store, context, record), config.settings(), config.bootstrap(),
         run_config=config.recorded(eval_dataset), log=context.log.info,
     )
     # the trivial baselines and comparisons are the culture_scores asset's to write

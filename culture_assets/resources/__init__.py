@@ -1,12 +1,19 @@
-"""Dagster resources shared by the stages: where files live, the warehouse, the survey source."""
+"""Dagster resources shared by the stages: where files live, the warehouse, the survey source.
+
+Config and resources of the Dagster layer define no setting of their own: each field is the library's
+pydantic field (`name: type = Settings.model_fields["name"]`, same default, bounds and description),
+and `library_settings` turns the configured values back into the library's settings object.
+"""
 
 from __future__ import annotations
 
 import os
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 import dagster as dg
+from pydantic import BaseModel
 
 from culture_assets.settings import data_home
 from culture_assets.store import Warehouse
@@ -14,6 +21,13 @@ from culture_assets.survey.answers import PACKAGED_COUNTS, content_hash, survey_
 from culture_assets.survey.questions import WVSQuestion, load_questions
 
 SURVEY_ENV = "CULTURE_ASSETS_SURVEY"
+Settings = TypeVar("Settings", bound=BaseModel)
+
+
+def library_settings(config: dg.Config, settings_class: type[Settings]) -> Settings:
+    """The library settings `config` derives its fields from, with the configured values (the library's
+    defaults for the settings the config does not expose)."""
+    return settings_class.model_validate({name: getattr(config, name) for name in type(config).model_fields})
 
 
 class WarehouseResource(dg.ConfigurableResource):
