@@ -17,22 +17,23 @@ import polars as pl
 from pydantic import BaseModel
 from upath import UPath
 
-from culture_assets.settings import data_home
-from culture_assets.storage import storage_root, write_bytes_atomic
+from culture_assets.resources import library_settings
+from culture_assets.storage import ArtifactStorageSettings, write_bytes_atomic
 
 UNPARTITIONED = "all"
 
 
+_FIELDS = ArtifactStorageSettings.model_fields
+
+
 class ArtifactIOManager(dg.ConfigurableIOManager):
-    data_home: str = ""
-    storage: str = ""
+    """The library's ArtifactStorageSettings (culture_assets.storage) as an IO manager."""
+
+    data_home: str = _FIELDS["data_home"]
+    storage: str = _FIELDS["storage"]
 
     def _root(self) -> UPath:
-        if self.storage:
-            return UPath(self.storage)
-        if self.data_home:
-            return UPath(data_home(self.data_home) / "assets")
-        return storage_root()
+        return library_settings(self, ArtifactStorageSettings).root()
 
     def _base(self, key: dg.AssetKey) -> UPath:
         return self._root().joinpath(*key.path)

@@ -7,7 +7,7 @@ import polars as pl
 from culture_assets.cultures import load_registry
 from culture_assets.evaluation.alignment import ALIGNMENT_METRICS, align_culture, survey_targets
 from culture_assets.evaluation.cache import EvalCache
-from culture_assets.evaluation.loader import DatasetStatus, load_datasets
+from culture_assets.evaluation.loader import DatasetStatus, EvalSampleSettings, load_datasets
 from culture_assets.evaluation.models import Role, models_under_test, trained_model
 from culture_assets.evaluation.chat import chat_runner
 from culture_assets.evaluation.download import LICENSE_NOTE, dataset_provenance, download_evaluation_data, progress_logger
@@ -17,12 +17,12 @@ from culture_assets.evaluation.comparisons import CULTURE_AVERAGE
 from culture_assets.evaluation.loglik import load_local_model
 from culture_assets.evaluation.training_fit import answer_accuracy, training_rows
 from culture_assets.survey.questions import load_questions
-from culture_assets.evaluation.suite import AVERAGE, MAJORITY, STRATIFIED, BootstrapSettings, score_culture
+from culture_assets.evaluation.suite import AVERAGE, MAJORITY, STRATIFIED, BootstrapSettings, EvaluationSettings, score_culture
 from culture_assets.evaluation.store import write_culture_evaluation, write_dataset_status, write_metrics
 from culture_assets.markdown import markdown_table
 from culture_assets.partitions import ABLATION_PARTITIONS, CULTURES
 from culture_assets.resources.llm import LLMResource
-from culture_assets.resources import WarehouseResource
+from culture_assets.resources import WarehouseResource, library_settings
 from culture_assets.settings import data_home
 from culture_assets.profiles import profile_default
 from culture_assets.store import Warehouse
@@ -34,33 +34,37 @@ from culture_assets.training.training_set import heldout_question_ids
 GROUP = "evaluation"
 
 
+_SAMPLE = EvalSampleSettings.model_fields
+_SCORING = EvaluationSettings.model_fields
+
+
 class EvalDatasetConfig(dg.Config):
-    # every labelled row by default, as the paper did for most sets (7 of them beyond 1,000 rows:
-    # OffensEval2020, OSACT5 x3, GermEval2018, OffComBR, SemEval-2020); a number samples that
-    # many rows per dataset (`--limit`)
-    sample_size: int | None = profile_default("EvalDatasetConfig", "sample_size", None)
-    seed: int = 0
-    verify_checksum: bool = True
+    """The library's EvalSampleSettings (culture_assets.evaluation.loader) as asset config."""
+
+    sample_size: int | None = profile_default("EvalDatasetConfig", "sample_size", _SAMPLE["sample_size"])
+    seed: int = _SAMPLE["seed"]
+    verify_checksum: bool = _SAMPLE["verify_checksum"]
 
     def sample(self) -> str:
-        """What was scored, recorded with every metric row: the report keeps one such configuration."""
-        return f"sample_size={self.sample_size},seed={self.seed}" if self.sample_size else "all_rows"
+        return library_settings(self, EvalSampleSettings).sample()
 
 
 class ScoringConfig(dg.Config):
-    batch_size: int = 16
-    structured_output: bool = False  # send a JSON-schema enum of the labels to API models
-    device: str = ""  # empty: cuda when available, else cpu
-    n_resamples: int = profile_default("ScoringConfig", "n_resamples", 1000)
-    bootstrap_seed: int = 0
-    max_invalid_rate: float = 0.1  # the culture_scores check warns above this share of unparseable answers
-    chat_logprobs: bool = True  # ask API models for log-probabilities; decide from them when returned
+    """The library's EvaluationSettings (culture_assets.evaluation.suite) as asset config."""
+
+    batch_size: int = _SCORING["batch_size"]
+    structured_output: bool = _SCORING["structured_output"]
+    device: str = _SCORING["device"]
+    n_resamples: int = profile_default("ScoringConfig", "n_resamples", _SCORING["n_resamples"])
+    bootstrap_seed: int = _SCORING["bootstrap_seed"]
+    max_invalid_rate: float = _SCORING["max_invalid_rate"]
+    chat_logprobs: bool = _SCORING["chat_logprobs"]
 
     def settings(self) -> ScoringSettings:
-        return ScoringSettings(self.batch_size, self.structured_output, self.device or None, self.chat_logprobs)
+        return library_settings(self, EvaluationSettings).scoring()
 
     def bootstrap(self) -> BootstrapSettings:
-        return BootstrapSettings(self.n_resamples, self.bootstrap_seed)
+        return library_settings(self, EvaluationSettings).bootstrap()
 
     def recorded(self, eval_dataset: pl.DataFrame) -> dict:
         """The settings that change scores (not batch size, device or check thresholds) and the

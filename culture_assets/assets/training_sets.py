@@ -14,7 +14,6 @@ from culture_assets.resources.llm import LLMResource
 from culture_assets.training.translation import translate_questions
 from culture_assets.training.ablations import ABLATIONS, ablation_spec
 from culture_assets.training.training_set import (
-    STEPS,
     PromptLanguage,
     Targets,
     TrainingSetSpec,

@@ -15,17 +15,29 @@ from pydantic import BaseModel
 
 import culture_assets.definitions  # noqa: F401  (loads every asset module and resource of the code location)
 from culture_assets.assets.augmentation import AugmentationQualityConfig, ParaphraseConfig, SemanticFilterConfig, SynonymConfig
+from culture_assets.assets.evaluation import EvalDatasetConfig, ScoringConfig
+from culture_assets.assets.reports import CultureReportConfig
+from culture_assets.assets.survey import SeedSurveyConfig
 from culture_assets.assets.training_sets import TrainingSetConfig
 from culture_assets.augment.embedder import EmbedderSettings
 from culture_assets.augment.generation import Step1Settings, Step2Settings
 from culture_assets.augment.quality import QualitySettings
 from culture_assets.augment.semantic_filter import FilterSettings
 from culture_assets.evaluation.data_source import EvalDataSettings
+from culture_assets.evaluation.loader import EvalSampleSettings
+from culture_assets.evaluation.report import ReportSettings
+from culture_assets.evaluation.suite import EvaluationSettings
+from culture_assets.io_manager import ArtifactIOManager
 from culture_assets.llm.settings import LLMSettings
+from culture_assets.resources import SurveySourceResource, WarehouseResource
 from culture_assets.resources.augment import EmbedderResource
 from culture_assets.resources.evaluation import EvalDataResource
 from culture_assets.resources.llm import LLMResource
 from culture_assets.resources.training import TrainerResource
+from culture_assets.storage import ArtifactStorageSettings
+from culture_assets.store.warehouse import WarehouseSettings
+from culture_assets.survey.distribution import SeedSurveySettings
+from culture_assets.survey.source import SurveySourceSettings
 from culture_assets.training.training_set import TrainingSetSpec
 from culture_assets.training.lora import LoraHyperParameters
 from culture_assets.training.openai_jobs import OpenAIFineTuningSettings
@@ -43,9 +55,16 @@ DERIVED_FROM: dict[type[dg.Config], type[BaseModel]] = {
     SemanticFilterConfig: FilterSettings,
     AugmentationQualityConfig: QualitySettings,
     TrainingSetConfig: TrainingSetSpec,
+    SeedSurveyConfig: SeedSurveySettings,
+    EvalDatasetConfig: EvalSampleSettings,
+    ScoringConfig: EvaluationSettings,
+    CultureReportConfig: ReportSettings,
+    WarehouseResource: WarehouseSettings,
+    SurveySourceResource: SurveySourceSettings,
+    ArtifactIOManager: ArtifactStorageSettings,
 }
 # resources that expose every library setting (an asset config may leave some to the library's default)
-WHOLE = {LLMResource, TrainerResource, EmbedderResource, EvalDataResource}
+WHOLE = {LLMResource, TrainerResource, EmbedderResource, EvalDataResource, WarehouseResource, SurveySourceResource, ArtifactIOManager}
 
 
 def schema_defaults(config: type[dg.Config]) -> dict[str, object]:
