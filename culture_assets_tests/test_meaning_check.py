@@ -75,7 +75,7 @@ def faithful() -> list[str]:
 def test_inversions_pass_the_cosine_cut_and_the_nli_check_rejects_them_both_ways(nli_hub: Path) -> None:
     embedder = Embedder()
     without = outcome(semantic_filter(fixture_seeds(), fixture_candidates(), embedder, SETTINGS))
-    assert all(without[t].similarity >= SETTINGS.threshold for t in inverted() + faithful()), "the fixture should sit above the cosine cut"
+    assert all(without[t].similarity >= SETTINGS.similarity_threshold for t in inverted() + faithful()), "the fixture should sit above the cosine cut"
     assert sum(without[t].accepted for t in inverted()) >= len(inverted()) // 2  # the rest only as near-copies of the seed
 
     decided = outcome(semantic_filter(fixture_seeds(), fixture_candidates(), embedder, SETTINGS, NliEquivalence()))  # by hub name
