@@ -58,6 +58,7 @@ from culture_assets_tests.fake_augmentation_llm import PREFIXES, SYNONYMS, augme
 from culture_assets_tests.fake_openai import FakeOpenAI  # noqa: E402
 
 THRESHOLD = 0.8
+MAX_PER_QUESTION = 10
 TARGET_PER_STEP = 5  # the reference: 5 paraphrases + 5 synonym variants per seed question
 STOP_WORDS = set(
     "a an the and or but if of to in on at by for with from as is are was were be been being has have had do does did "
@@ -167,10 +168,10 @@ def our_augmentation(seeds: list[SeedQuestion], base_url: str, embedder: Embedde
     llm = LLMResource(model="fake-model", api_key="sk-bench", base_url=base_url, concurrency=16)
     runner = llm.runner(Warehouse(workdir / "bench.duckdb"))
     start = time.perf_counter()
-    step1, templates = paraphrase_step(seeds, runner, embedder, Step1Settings())
-    step2 = synonym_step(seeds, templates.candidates, runner, embedder, Step2Settings())
+    step1, templates = paraphrase_step(seeds, runner, embedder, Step1Settings(similarity_threshold=THRESHOLD))
+    step2 = synonym_step(seeds, templates.candidates, runner, embedder, Step2Settings(similarity_threshold=THRESHOLD))
     candidates = step1.candidates + templates.candidates + step2.candidates
-    decided = semantic_filter(seeds, candidates, embedder, FilterSettings(threshold=THRESHOLD))
+    decided = semantic_filter(seeds, candidates, embedder, FilterSettings(similarity_threshold=THRESHOLD, max_per_question=MAX_PER_QUESTION))
     wall = time.perf_counter() - start
     accepted = [c for c in decided if c.accepted and c.step in ("paraphrase", "synonym")]
     return {"wall_s": wall, "requests": runner.stats.sent, "accepted": len(accepted), "candidates": candidates, "decided": decided}
@@ -188,7 +189,7 @@ def filter_bench(seeds: list[SeedQuestion], candidates: list, pairs_encoder: Pai
     to the seed vs one batched encoding of the same sentences.
     """
     # the cross-question guard is a veto before selection, not part of what the two ways compare
-    settings = FilterSettings(threshold=THRESHOLD, cross_question_guard=False)
+    settings = FilterSettings(similarity_threshold=THRESHOLD, max_per_question=MAX_PER_QUESTION, cross_question_guard=False)
     subset = seeds[:n_questions]
     question_ids = {s.question_id for s in subset}
     inputs = filter_inputs(candidates, question_ids)

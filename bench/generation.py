@@ -54,7 +54,7 @@ from culture_assets.tiny_model import build_tiny_chat_model  # noqa: E402
 
 QWEN25_SHAPE = {"hidden_size": 896, "intermediate_size": 4864, "num_attention_heads": 14, "num_key_value_heads": 2}
 # the augmentation's step-1 settings: paraphrases asked for per seed question, temperature
-N_PARAPHRASES, TEMPERATURE = Step1Settings.n_paraphrases, Step1Settings.temperature
+N_PARAPHRASES, TEMPERATURE = Step1Settings().n_paraphrases, Step1Settings().temperature
 
 
 def build_model(target: Path, layers: int, vocab: int) -> Path:

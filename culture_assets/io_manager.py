@@ -1,4 +1,5 @@
-"""Asset values as files in the artifact storage: Parquet for tables, JSON for records. Never pickles.
+"""Asset values as files in the artifact storage: Parquet for tables, JSON for records (a pydantic record is
+stored as its JSON object; the reading asset validates it again). Never pickles.
 
 Paths: <storage>/<asset key>/<partition or "all">.<parquet|json>, where <storage> is `storage` (any fsspec URL:
 a shared mount, s3://, gs://, memory://), else $CULTURE_ASSETS_STORAGE, else <data home>/assets. A file is
@@ -13,24 +14,26 @@ from typing import Any
 
 import dagster as dg
 import polars as pl
+from pydantic import BaseModel
 from upath import UPath
 
-from culture_assets.settings import data_home
-from culture_assets.storage import storage_root, write_bytes_atomic
+from culture_assets.resources import library_settings
+from culture_assets.storage import ArtifactStorageSettings, write_bytes_atomic
 
 UNPARTITIONED = "all"
 
 
+_FIELDS = ArtifactStorageSettings.model_fields
+
+
 class ArtifactIOManager(dg.ConfigurableIOManager):
-    data_home: str = ""
-    storage: str = ""
+    """The library's ArtifactStorageSettings (culture_assets.storage) as an IO manager."""
+
+    data_home: str = _FIELDS["data_home"]
+    storage: str = _FIELDS["storage"]
 
     def _root(self) -> UPath:
-        if self.storage:
-            return UPath(self.storage)
-        if self.data_home:
-            return UPath(data_home(self.data_home) / "assets")
-        return storage_root()
+        return library_settings(self, ArtifactStorageSettings).root()
 
     def _base(self, key: dg.AssetKey) -> UPath:
         return self._root().joinpath(*key.path)
@@ -56,7 +59,8 @@ class ArtifactIOManager(dg.ConfigurableIOManager):
             context.add_output_metadata({"path": dg.MetadataValue.path(str(target)), "rows": obj.height})
         else:
             target = base / f"{partition}.json"
-            write_bytes_atomic(target, json.dumps(obj, indent=2, sort_keys=True, default=str).encode("utf-8"))
+            value = obj.model_dump(mode="json") if isinstance(obj, BaseModel) else obj
+            write_bytes_atomic(target, json.dumps(value, indent=2, sort_keys=True, default=str).encode("utf-8"))
             context.add_output_metadata({"path": dg.MetadataValue.path(str(target))})
         other = base / f"{partition}{'.json' if target.suffix == '.parquet' else '.parquet'}"
         if other.exists():

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import dagster as dg
+from pydantic.fields import FieldInfo
 
 from culture_assets.resources.augment import EmbedderResource
 from culture_assets.cultures import load_registry
@@ -155,13 +156,19 @@ def asset_config_for(profile: Profile, limit: int | None = None) -> dict[str, di
 
 
 def profile_default(config_class: str, field: str, default: T) -> T:
-    """`default`, or what the current profile (and limit) sets for this config field.
+    """`default` (a value, or the library's pydantic field it derives from), or the same with what the
+    current profile (and limit) sets for this config field as its default.
 
     Asset config classes take their defaults from here, so every way of launching (the command
     line, the launchpad, the UI's Materialize button, a backfill) runs with the profile's values,
     and the launchpad shows them as the defaults to change.
     """
-    return asset_config_for(current_profile(), current_limit()).get(config_class, {}).get(field, default)
+    overrides = asset_config_for(current_profile(), current_limit()).get(config_class, {})
+    if field not in overrides:
+        return default
+    if isinstance(default, FieldInfo):  # keep the library field's bounds and description
+        return FieldInfo.merge_field_infos(default, default=overrides[field])  # type: ignore[return-value]
+    return overrides[field]
 
 
 # what each asset needs from the outside world, checked before a run starts

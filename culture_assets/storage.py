@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field
 from upath import UPath
 
 from culture_assets.settings import atomic_path, data_home
@@ -26,6 +27,22 @@ def storage_root(override: str = "") -> UPath:
     """The artifact root: `override`, else $CULTURE_ASSETS_STORAGE, else <data home>/assets."""
     raw = override or os.environ.get(STORAGE_ENV, "")
     return UPath(raw) if raw else UPath(data_home() / "assets")
+
+
+class ArtifactStorageSettings(BaseModel):
+    """Where asset values are stored (the Dagster IO manager derives its fields from these)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    data_home: str = Field(default="", description="Data home whose assets/ folder holds the values; empty: the default data home.")
+    storage: str = Field(default="", description="Any fsspec URL (a shared mount, s3://, gs://, memory://); empty: $CULTURE_ASSETS_STORAGE, else <data home>/assets.")
+
+    def root(self) -> UPath:
+        if self.storage:
+            return UPath(self.storage)
+        if self.data_home:
+            return UPath(data_home(self.data_home) / "assets")
+        return storage_root()
 
 
 def is_local(path: UPath) -> bool:

@@ -351,12 +351,12 @@ def test_mmr_keeps_diverse_variants_not_the_most_similar() -> None:
     other = np.array([0.85, 0.0, 0.527])
     vectors = np.stack([v / np.linalg.norm(v) for v in (near, near2, other)])
     similarities = vectors @ seed
-    settings = FilterSettings(threshold=0.8, max_per_question=2, mmr_lambda=0.5)
+    settings = FilterSettings(similarity_threshold=0.8, max_per_question=2, mmr_lambda=0.5)
     decisions = select_diverse("seed", ["a", "b", "c"], similarities, embedding_similarity(vectors), settings)
     kept = [d.index for d in decisions if d.accepted]
     assert kept == [0, 2]  # the most similar pair would be [0, 1]
     assert decisions[1].reason.startswith("not selected")
-    dupes = select_diverse("Work is a duty", ["work is a duty.", "c"], similarities[[0, 2]], embedding_similarity(vectors[[0, 2]]))
+    dupes = select_diverse("Work is a duty", ["work is a duty.", "c"], similarities[[0, 2]], embedding_similarity(vectors[[0, 2]]), FilterSettings(similarity_threshold=0.8, max_per_question=10))
     assert dupes[0].reason == "duplicate of the seed" and dupes[1].accepted
 
 

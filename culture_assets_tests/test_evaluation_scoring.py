@@ -105,20 +105,17 @@ def test_chat_scorer_sends_temperature_zero_and_caches(tmp_path, fake_openai):
 
 
 def test_the_four_models_come_from_the_training_records(tmp_path):
-    from culture_assets.errors import InputError
     from culture_assets.evaluation.models import models_under_test
+    from culture_assets.training.model_record import ModelRecord
     from culture_assets_tests.evaluation_fixtures import local_record, with_culture_prompts
 
-    record = local_record("german", tmp_path / "base", tmp_path / "adapter")
-    one = with_culture_prompts(local_record("all", tmp_path / "base", tmp_path / "one"), ["german"])
+    record = ModelRecord.from_stored(local_record("german", tmp_path / "base", tmp_path / "adapter"), "culture_model")
+    one = ModelRecord.from_stored(with_culture_prompts(local_record("all", tmp_path / "base", tmp_path / "one"), ["german"]), "culturellm_one")
     base, prompted, culture, together = models_under_test("german", record, one, "You live in Germany.")
     assert [m.role for m in (base, prompted, culture, together)] == list(Role)
     assert (base.adapter_path, base.system_prompt, prompted.system_prompt) == (None, None, "You live in Germany.")
     assert base.fingerprint == prompted.fingerprint != culture.fingerprint != together.fingerprint
     assert together.system_prompt == "You are a person from the german culture."
-    with pytest.raises(InputError) as caught:
-        models_under_test("german", {**record, "adapter_path": None}, one, "x")
-    assert caught.value.field == "adapter_path"
 
 
 def test_a_label_that_extends_another_wins_when_it_is_the_likeliest_answer(tmp_path):

@@ -32,7 +32,7 @@ from culture_assets_tests.hub_cache import fill_hub_cache
 from culture_assets_tests.meaning_fixture import INVERSIONS, ONE_WAY, PARAPHRASES, SEED_IDS, build_tiny_nli, judge_chat_reply, seed_texts
 from culture_assets_tests.test_augmentation import fake_llm, resources, write_questions
 
-SETTINGS = FilterSettings(threshold=0.8, max_per_question=10)
+SETTINGS = FilterSettings(similarity_threshold=0.8, max_per_question=10)
 
 
 @pytest.fixture(scope="session")
@@ -75,7 +75,7 @@ def faithful() -> list[str]:
 def test_inversions_pass_the_cosine_cut_and_the_nli_check_rejects_them_both_ways(nli_hub: Path) -> None:
     embedder = Embedder()
     without = outcome(semantic_filter(fixture_seeds(), fixture_candidates(), embedder, SETTINGS))
-    assert all(without[t].similarity >= SETTINGS.threshold for t in inverted() + faithful()), "the fixture should sit above the cosine cut"
+    assert all(without[t].similarity >= SETTINGS.similarity_threshold for t in inverted() + faithful()), "the fixture should sit above the cosine cut"
     assert sum(without[t].accepted for t in inverted()) >= len(inverted()) // 2  # the rest only as near-copies of the seed
 
     decided = outcome(semantic_filter(fixture_seeds(), fixture_candidates(), embedder, SETTINGS, NliEquivalence()))  # by hub name
@@ -150,5 +150,5 @@ def test_a_variant_nearer_to_another_seed_is_rejected_by_the_cross_question_guar
     decided = outcome(semantic_filter(seeds, candidates, Embedder(), SETTINGS))
     assert not decided[stray].accepted and decided[stray].reason.startswith("nearer to another seed question (Q229")
     assert decided[own].accepted
-    unguarded = outcome(semantic_filter(seeds, candidates, Embedder(), FilterSettings(threshold=0.5, cross_question_guard=False)))
+    unguarded = outcome(semantic_filter(seeds, candidates, Embedder(), FilterSettings(similarity_threshold=0.5, cross_question_guard=False)))
     assert unguarded[stray].accepted

@@ -8,23 +8,21 @@ from typing import Literal, Optional
 
 import dagster as dg
 import polars as pl
-from pydantic import Field
 
 from culture_assets.augment.candidates import candidates_frame, candidates_from_frame, seeds_from_frame
 from culture_assets.augment.checks import exact_duplicates, option_scale_problems, questions_below_minimum, rows_below_threshold
 from culture_assets.augment.embedder import Embedder
-from culture_assets.augment.equivalence import DEFAULT_NLI_MODEL, JudgeEquivalence, MeaningCheck, NliEquivalence, all_of
+from culture_assets.augment.equivalence import JudgeEquivalence, MeaningCheck, NliEquivalence, all_of
 from culture_assets.augment.generation import Step1Settings, Step2Settings, StepResult, paraphrase_step, synonym_step
 from culture_assets.augment.lineage import write_lineage
-from culture_assets.augment.quality import diversity_gain, judge_equivalence, perplexity, sample_pairs
+from culture_assets.augment.quality import QualitySettings, diversity_gain, judge_equivalence, perplexity, sample_pairs
 from culture_assets.resources.augment import EmbedderResource
-from culture_assets.augment.semantic_filter import PACKAGED_ENCODER, FilterSettings, Threshold, mean_pairwise_cosine, semantic_filter, threshold_for
+from culture_assets.augment.semantic_filter import FilterSettings, mean_pairwise_cosine, resolved_threshold, semantic_filter
 from culture_assets.llm import DryRunStop, LLMError
 from culture_assets.resources.llm import LLMResource
 from culture_assets.markdown import markdown_table
 from culture_assets.profiles import profile_default
-from culture_assets.resources import WarehouseResource
-from culture_assets.training.ablations import per_question_cap
+from culture_assets.resources import WarehouseResource, library_settings
 from culture_assets.settings import atomic_path, data_home
 from culture_assets.store.warehouse import WRITER_POOL
 
@@ -32,50 +30,57 @@ GROUP = "augmentation"
 AUGMENTED_COLUMNS = ["sample_id", "question_id", "text", "step", "parent_id", "similarity", "model", "prompt_hash"]
 
 
+_STEP1 = Step1Settings.model_fields
+_STEP2 = Step2Settings.model_fields
+_FILTER = FilterSettings.model_fields
+_QUALITY = QualitySettings.model_fields
+
+
 class ParaphraseConfig(dg.Config):
-    n_paraphrases: int = Field(default=8, ge=1, description="Paraphrases asked for per request.")
-    n_templates: int = Field(default=3, ge=0, description="Step-1 sentences (the seed, then the accepted paraphrases) made into [x:word] templates per question.")
-    target_accepted: int = Field(default=5, ge=1, description="Ask again until this many paraphrases pass the threshold.")
-    max_attempts: int = Field(default=profile_default("ParaphraseConfig", "max_attempts", 3), ge=1, description="Requests per seed question at most.")
-    similarity_threshold: Optional[float] = Field(default=None, ge=-1, le=1, description="Cosine to the seed; empty: calibrated for the embedder.")
-    temperature: float = 0.9
-    max_tokens: int = profile_default("ParaphraseConfig", "max_tokens", 1024)
+    """The library's Step1Settings (culture_assets.augment.generation) as asset config."""
+
+    n_paraphrases: int = _STEP1["n_paraphrases"]
+    n_templates: int = _STEP1["n_templates"]
+    target_accepted: int = _STEP1["target_accepted"]
+    max_attempts: int = profile_default("ParaphraseConfig", "max_attempts", _STEP1["max_attempts"])
+    similarity_threshold: Optional[float] = _STEP1["similarity_threshold"]
+    temperature: float = _STEP1["temperature"]
+    max_tokens: int = profile_default("ParaphraseConfig", "max_tokens", _STEP1["max_tokens"])
 
 
 class SynonymConfig(dg.Config):
-    fillings_per_template: int = Field(default=4, ge=1)
-    max_attempts: int = Field(default=profile_default("SynonymConfig", "max_attempts", 2), ge=1, description="Requests per seed question at most (retries after a malformed reply).")
-    similarity_threshold: Optional[float] = Field(default=None, ge=-1, le=1, description="Cosine to the seed; empty: calibrated for the embedder.")
-    temperature: float = 0.9
-    max_tokens: int = profile_default("SynonymConfig", "max_tokens", 1024)
+    """The library's Step2Settings (culture_assets.augment.generation) as asset config."""
+
+    fillings_per_template: int = _STEP2["fillings_per_template"]
+    max_attempts: int = profile_default("SynonymConfig", "max_attempts", _STEP2["max_attempts"])
+    similarity_threshold: Optional[float] = _STEP2["similarity_threshold"]
+    temperature: float = _STEP2["temperature"]
+    max_tokens: int = profile_default("SynonymConfig", "max_tokens", _STEP2["max_tokens"])
 
 
 class SemanticFilterConfig(dg.Config):
-    similarity_threshold: Optional[float] = Field(default=None, ge=-1, le=1, description="Cosine to the seed; empty: the threshold calibrated for the embedder (data/filter_thresholds.yaml; the paper's 0.8 for bert-base-uncased).")
-    max_per_question: Optional[int] = Field(default=None, ge=1, description="Variants kept per seed question (the seed comes on top); empty: enough for the largest ablation size (1000 / questions).")
-    mmr_lambda: float = Field(default=0.6, ge=0, le=1, description="1: most similar first; lower: more diverse.")
-    near_duplicate: float = Field(default=0.98, gt=0, le=1, description="Cosine above which a variant repeats a kept one.")
-    min_variants_per_question: int = Field(default=profile_default("SemanticFilterConfig", "min_variants_per_question", 3), ge=0, description="The coverage check's minimum.")
-    cross_question_guard: bool = Field(default=True, description="Reject a variant nearer to another seed question than to its own.")
-    nli_model: str = Field(default=profile_default("SemanticFilterConfig", "nli_model", DEFAULT_NLI_MODEL), description="NLI cross-encoder (hub name or directory) for the two-way entailment check; empty: off.")
-    nli_entailment_min: float = Field(default=0.5, ge=0, le=1, description="P(entailment) needed in each direction.")
-    llm_judge: Literal["auto", "on", "off"] = Field(default="auto", description="Two-way LLM judge (paper's rubric); auto: on when the llm resource has an API key or a local model.")
-    judge_pass_score: int = Field(default=4, ge=1, le=5, description="Rubric score needed in each direction (paper: 4).")
+    """The library's FilterSettings (culture_assets.augment.semantic_filter) as asset config."""
+
+    similarity_threshold: Optional[float] = _FILTER["similarity_threshold"]
+    max_per_question: Optional[int] = _FILTER["max_per_question"]
+    mmr_lambda: float = _FILTER["mmr_lambda"]
+    near_duplicate: float = _FILTER["near_duplicate"]
+    min_variants_per_question: int = profile_default("SemanticFilterConfig", "min_variants_per_question", _FILTER["min_variants_per_question"])
+    cross_question_guard: bool = _FILTER["cross_question_guard"]
+    nli_model: str = profile_default("SemanticFilterConfig", "nli_model", _FILTER["nli_model"])
+    nli_entailment_min: float = _FILTER["nli_entailment_min"]
+    llm_judge: Literal["auto", "on", "off"] = _FILTER["llm_judge"]
+    judge_pass_score: int = _FILTER["judge_pass_score"]
 
 
 class AugmentationQualityConfig(dg.Config):
-    perplexity_model: str = Field(default="", description="Causal LM name or path; empty: the llm resource's local_model, else skipped.")
-    perplexity_batch_size: int = Field(default=16, ge=1)
-    judge_sample: int = Field(default=0, ge=0, description="(seed, variant) pairs rated by the llm with the paper's rubric; 0: off.")
-    judge_pass_score: int = Field(default=4, ge=1, le=5)
-    sample_seed: int = 0
+    """The library's QualitySettings (culture_assets.augment.quality) as asset config."""
 
-
-def resolved_threshold(configured: float | None, embedder: EmbedderResource) -> Threshold:
-    """The configured cosine threshold, else the one calibrated for the embedder's model."""
-    if configured is not None:
-        return Threshold(configured, embedder.model or PACKAGED_ENCODER, "configured")
-    return threshold_for(embedder.model)
+    perplexity_model: str = _QUALITY["perplexity_model"]
+    perplexity_batch_size: int = _QUALITY["perplexity_batch_size"]
+    judge_sample: int = _QUALITY["judge_sample"]
+    judge_pass_score: int = _QUALITY["judge_pass_score"]
+    sample_seed: int = _QUALITY["sample_seed"]
 
 
 def run_llm_step(step):
@@ -123,8 +128,7 @@ def paraphrases_and_templates(
 ):
     seeds = seeds_from_frame(wvs_questions)
     runner = llm.runner(warehouse.get(), log=context.log.info)
-    threshold = resolved_threshold(config.similarity_threshold, embedder)
-    settings = Step1Settings(config.n_paraphrases, config.n_templates, config.target_accepted, config.max_attempts, threshold.value, config.temperature, config.max_tokens)
+    settings = library_settings(config, Step1Settings)
     paraphrase_result, template_result = run_llm_step(lambda: paraphrase_step(seeds, runner, embedder.get(), settings))
     paraphrases = candidates_frame(paraphrase_result.candidates)
     templates = candidates_frame(template_result.candidates)
@@ -152,7 +156,7 @@ def synonym_variants(
 ) -> pl.DataFrame:
     seeds = seeds_from_frame(wvs_questions)
     runner = llm.runner(warehouse.get(), log=context.log.info)
-    settings = Step2Settings(config.fillings_per_template, config.max_attempts, resolved_threshold(config.similarity_threshold, embedder).value, config.temperature, config.max_tokens)
+    settings = library_settings(config, Step2Settings)
     result = run_llm_step(lambda: synonym_step(seeds, candidates_from_frame(question_templates), runner, embedder.get(), settings))
     frame = candidates_frame(result.candidates)
     if result.budget_exhausted:
@@ -213,13 +217,12 @@ def augmented_questions(
 ):
     seeds = seeds_from_frame(wvs_questions)
     candidates = candidates_from_frame(pl.concat([paraphrases, question_templates, synonym_variants]))
-    cap = config.max_per_question or per_question_cap(len(seeds))
-    threshold = resolved_threshold(config.similarity_threshold, embedder)
-    settings = FilterSettings(threshold.value, cap, config.mmr_lambda, config.near_duplicate, config.cross_question_guard)
+    encoder = embedder.get()  # one memo for the filter and the diversity figure
+    threshold = resolved_threshold(config.similarity_threshold, encoder.encoder)
+    settings = library_settings(config, FilterSettings).resolved(encoder.encoder, len(seeds))
     check, check_names = meaning_check(context, config, llm, warehouse, embedder.device)
     if not check_names:
         context.log.warning("no meaning check configured (nli_model empty, llm_judge off): inverted variants can pass the cosine threshold")
-    encoder = embedder.get()  # one memo for the filter and the diversity figure
     decided = _run_meaning_check(lambda: semantic_filter(seeds, candidates, encoder, settings, check), config.nli_model)
     lineage_rows = write_lineage(warehouse.get(), decided, context.run.run_id)
     everything = candidates_frame(decided)
@@ -243,7 +246,7 @@ def augmented_questions(
             "threshold": threshold.value,
             "threshold_encoder": threshold.encoder,
             "threshold_source": threshold.source,
-            "max_per_question": cap,
+            "max_per_question": settings.max_per_question,
             "meaning_checks": ", ".join(check_names) or "none",
             "cross_question_guard": config.cross_question_guard,
             "sample": dg.MetadataValue.md(markdown_table(augmented.select("question_id", "step", "similarity", "text").head(20))),

@@ -7,7 +7,7 @@ import polars as pl
 from culture_assets.cultures import load_registry
 from culture_assets.evaluation.alignment import ALIGNMENT_METRICS, align_culture, survey_targets
 from culture_assets.evaluation.cache import EvalCache
-from culture_assets.evaluation.loader import DatasetStatus, load_datasets
+from culture_assets.evaluation.loader import DatasetStatus, EvalSampleSettings, load_datasets
 from culture_assets.evaluation.models import Role, models_under_test, trained_model
 from culture_assets.evaluation.chat import chat_runner
 from culture_assets.evaluation.download import LICENSE_NOTE, dataset_provenance, download_evaluation_data, progress_logger
@@ -17,49 +17,54 @@ from culture_assets.evaluation.comparisons import CULTURE_AVERAGE
 from culture_assets.evaluation.loglik import load_local_model
 from culture_assets.evaluation.training_fit import answer_accuracy, training_rows
 from culture_assets.survey.questions import load_questions
-from culture_assets.evaluation.suite import AVERAGE, MAJORITY, STRATIFIED, BootstrapSettings, score_culture
+from culture_assets.evaluation.suite import AVERAGE, MAJORITY, STRATIFIED, BootstrapSettings, EvaluationSettings, score_culture
 from culture_assets.evaluation.store import write_culture_evaluation, write_dataset_status, write_metrics
 from culture_assets.markdown import markdown_table
 from culture_assets.partitions import ABLATION_PARTITIONS, CULTURES
 from culture_assets.resources.llm import LLMResource
-from culture_assets.resources import WarehouseResource
+from culture_assets.resources import WarehouseResource, library_settings
 from culture_assets.settings import data_home
 from culture_assets.profiles import profile_default
 from culture_assets.store import Warehouse
 from culture_assets.store.warehouse import WRITER_POOL
 from culture_assets.survey.questions import questions_from_table
+from culture_assets.training.model_record import ModelRecord
 from culture_assets.training.training_set import heldout_question_ids
 
 GROUP = "evaluation"
 
 
+_SAMPLE = EvalSampleSettings.model_fields
+_SCORING = EvaluationSettings.model_fields
+
+
 class EvalDatasetConfig(dg.Config):
-    # every labelled row by default, as the paper did for most sets (7 of them beyond 1,000 rows:
-    # OffensEval2020, OSACT5 x3, GermEval2018, OffComBR, SemEval-2020); a number samples that
-    # many rows per dataset (`--limit`)
-    sample_size: int | None = profile_default("EvalDatasetConfig", "sample_size", None)
-    seed: int = 0
-    verify_checksum: bool = True
+    """The library's EvalSampleSettings (culture_assets.evaluation.loader) as asset config."""
+
+    sample_size: int | None = profile_default("EvalDatasetConfig", "sample_size", _SAMPLE["sample_size"])
+    seed: int = _SAMPLE["seed"]
+    verify_checksum: bool = _SAMPLE["verify_checksum"]
 
     def sample(self) -> str:
-        """What was scored, recorded with every metric row: the report keeps one such configuration."""
-        return f"sample_size={self.sample_size},seed={self.seed}" if self.sample_size else "all_rows"
+        return library_settings(self, EvalSampleSettings).sample()
 
 
 class ScoringConfig(dg.Config):
-    batch_size: int = 16
-    structured_output: bool = False  # send a JSON-schema enum of the labels to API models
-    device: str = ""  # empty: cuda when available, else cpu
-    n_resamples: int = profile_default("ScoringConfig", "n_resamples", 1000)
-    bootstrap_seed: int = 0
-    max_invalid_rate: float = 0.1  # the culture_scores check warns above this share of unparseable answers
-    chat_logprobs: bool = True  # ask API models for log-probabilities; decide from them when returned
+    """The library's EvaluationSettings (culture_assets.evaluation.suite) as asset config."""
+
+    batch_size: int = _SCORING["batch_size"]
+    structured_output: bool = _SCORING["structured_output"]
+    device: str = _SCORING["device"]
+    n_resamples: int = profile_default("ScoringConfig", "n_resamples", _SCORING["n_resamples"])
+    bootstrap_seed: int = _SCORING["bootstrap_seed"]
+    max_invalid_rate: float = _SCORING["max_invalid_rate"]
+    chat_logprobs: bool = _SCORING["chat_logprobs"]
 
     def settings(self) -> ScoringSettings:
-        return ScoringSettings(self.batch_size, self.structured_output, self.device or None, self.chat_logprobs)
+        return library_settings(self, EvaluationSettings).scoring()
 
     def bootstrap(self) -> BootstrapSettings:
-        return BootstrapSettings(self.n_resamples, self.bootstrap_seed)
+        return library_settings(self, EvaluationSettings).bootstrap()
 
     def recorded(self, eval_dataset: pl.DataFrame) -> dict:
         """The settings that change scores (not batch size, device or check thresholds) and the
@@ -73,9 +78,9 @@ def _average_table(metrics: pl.DataFrame) -> pl.DataFrame:
         "model", "value", "ci_low", "ci_high", "n", "invalid_rate")
 
 
-def _chat_runners(llm: LLMResource, store: Warehouse, context: dg.AssetExecutionContext, *records: dict):
+def _chat_runners(llm: LLMResource, store: Warehouse, context: dg.AssetExecutionContext, *records: ModelRecord):
     """Runners of the LLM layer, one per API model, only when a model is served by an API."""
-    if not any(record.get("trainer") == "openai" for record in records):
+    if not any(record.trainer == "openai" for record in records):
         return None
     settings = llm.settings()
     return lambda model: chat_runner(settings, model, store, context.log.info)
@@ -192,10 +197,11 @@ def culture_scores(
     warehouse: WarehouseResource,
 ):
     culture = load_registry().get(context.partition_key)
-    models = models_under_test(culture.key, culture_model, culturellm_one, culture.system_prompt.english)
+    records = ModelRecord.from_stored(culture_model, "culture_model"), ModelRecord.from_stored(culturellm_one, "culturellm_one")
+    models = models_under_test(culture.key, *records, culture.system_prompt.english)
     manifests = {m.id: m for m in eval_data.manifests(culture.key)}
     store = warehouse.get()
-    chat = _chat_runners(llm, store, context, culture_model, culturellm_one)
+    chat = _chat_runners(llm, store, context, *records)
     evaluation = score_culture(
         culture.key, models, manifests, eval_dataset, EvalCache(store), chat, config.settings(), config.bootstrap(),
         run_config=config.recorded(eval_dataset), log=context.log.info,
@@ -230,15 +236,15 @@ TRAINING_FIT_CHECK = dg.AssetCheckSpec(
 )
 
 
-def training_fit_check(record: dict, training_set: pl.DataFrame) -> dg.AssetCheckResult:
+def training_fit_check(record: ModelRecord, training_set: pl.DataFrame) -> dg.AssetCheckResult:
     """culture_model's check (WARN): training-answer accuracy of the fine-tuned model vs its base."""
-    if record.get("trainer") != "local":
+    if record.trainer != "local":
         return dg.AssetCheckResult(check_name=TRAINING_FIT_CHECK.name, passed=True, severity=dg.AssetCheckSeverity.WARN,
                                    metadata={"measured": False}, description="not measured: an API model has no local weights to score")
     rows = training_rows(training_set)
     options = {q.id: q.valid_codes for q in load_questions()}
-    tuned = answer_accuracy(load_local_model(record["base_model"], record["adapter_path"]), rows, options)
-    base = answer_accuracy(load_local_model(record["base_model"]), rows, options)
+    tuned = answer_accuracy(load_local_model(record.base_model, record.adapter_path), rows, options)
+    base = answer_accuracy(load_local_model(record.base_model), rows, options)
     return dg.AssetCheckResult(
         check_name=TRAINING_FIT_CHECK.name,
         passed=bool(tuned > base),
@@ -297,14 +303,15 @@ def wvs_alignment(
     warehouse: WarehouseResource,
 ) -> dg.Output:
     culture = load_registry().get(context.partition_key)
-    models = models_under_test(culture.key, culture_model, culturellm_one, culture.system_prompt.english)
+    records = ModelRecord.from_stored(culture_model, "culture_model"), ModelRecord.from_stored(culturellm_one, "culturellm_one")
+    models = models_under_test(culture.key, *records, culture.system_prompt.english)
     heldout = heldout_question_ids(training_set)
     targets = survey_targets(seed_survey, heldout)
     skipped = sorted(set(heldout) - set(targets))
     if skipped:
         context.log.warning(f"held-out questions not in the survey or never asked in {culture.display_name}, left out: {skipped}")
     store = warehouse.get()
-    chat = _chat_runners(llm, store, context, culture_model, culturellm_one)
+    chat = _chat_runners(llm, store, context, *records)
     metrics, per_question = align_culture(
         culture.key, models, questions_from_table(wvs_questions), targets, EvalCache(store), chat, config.settings(), config.bootstrap(),
         run_config=config.recorded(pl.DataFrame()), log=context.log.info,
@@ -342,11 +349,12 @@ def ablation_scores(
     warehouse: WarehouseResource,
 ) -> dg.Output:
     culture = ABLATION_PARTITIONS.get_partition_key_from_str(context.partition_key).keys_by_dimension["culture"]
-    model = trained_model(ablation_model, Role.CULTURE_MODEL, "ablation_model record")
+    record = ModelRecord.from_stored(ablation_model, "ablation_model")
+    model = trained_model(record, Role.CULTURE_MODEL)
     store = warehouse.get()
     evaluation = score_culture(
         culture, [model], {m.id: m for m in eval_data.manifests(culture)}, eval_dataset, EvalCache(store),
-        _chat_runners(llm, store, context, ablation_model), config.settings(), config.bootstrap(),
+        _chat_runners(llm, store, context, record), config.settings(), config.bootstrap(),
         run_config=config.recorded(eval_dataset), log=context.log.info,
     )
     # the trivial baselines and comparisons are the culture_scores asset's to write

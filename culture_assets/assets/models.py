@@ -1,7 +1,6 @@
 """Models stage: one fine-tuned model per culture, CultureLLM-One on all cultures, and the ablation models."""
 
 import json
-from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -52,8 +51,8 @@ def _fit_and_register(
             "base_model": fitted.base_model,
             "artifact": dg.MetadataValue.path(fitted.adapter_path) if fitted.adapter_path else str(fitted.model_id),
             "artifact_hash": fitted.artifact_hash,
-            "training_set_version": record["training_set_version"][:12],
-            "n_train": record["n_train"],
+            "training_set_version": record.training_set_version[:12],
+            "n_train": record.n_train,
             "hyperparameters": dg.MetadataValue.json(fitted.hyperparameters),
         },
     )
@@ -91,10 +90,9 @@ def culturellm_one(
 ) -> dg.Output:
     table = pl.concat([training_set[key] for key in sorted(training_set)], how="vertical")
     output = _fit_and_register(context, trainer, warehouse, table, "all", "default", "")
-    record: dict[str, Any] = output.value
     # each culture is trained (and so should be prompted) with its own system prompt
-    record["system_prompts"] = {key: _system_prompt(training_set[key]) for key in sorted(training_set)}
-    return dg.Output(record, metadata=output.metadata)
+    prompts = {key: _system_prompt(training_set[key]) for key in sorted(training_set)}
+    return dg.Output(output.value.model_copy(update={"system_prompts": prompts}), metadata=output.metadata)
 
 
 @dg.asset(

@@ -2,25 +2,26 @@
 
 
 import os
-from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
 from culture_assets.evaluation.comparisons import ALL_CULTURES, CULTURE_AVERAGE
 from culture_assets.evaluation.provenance import provenance
-from culture_assets.evaluation.report import all_culture_comparisons, current_config, report_tables, write_report
+from culture_assets.evaluation.report import ReportSettings, all_culture_comparisons, current_config, report_tables, write_report
 from culture_assets.resources.evaluation import EvalDataResource
 from culture_assets.evaluation.suite import AVERAGE
 from culture_assets.profiles import PROFILE_ENV, Profile
-from culture_assets.resources import WarehouseResource
+from culture_assets.resources import WarehouseResource, library_settings
 from culture_assets.store import Warehouse
 
 GROUP = "report"
 
 
 class CultureReportConfig(dg.Config):
-    output_dir: str = ""  # empty: reports/culture_report beside the warehouse, under the data home
+    """The library's ReportSettings (culture_assets.evaluation.report) as asset config."""
+
+    output_dir: str = ReportSettings.model_fields["output_dir"]
 
 
 def _all_culture_rows(store: Warehouse, config: str | None) -> pl.DataFrame:
@@ -62,7 +63,7 @@ def culture_report(context: dg.AssetExecutionContext, config: CultureReportConfi
                        _survey_weighted(context.instance), eval_config,
                        sample if sample.height else pl.DataFrame(schema={"culture": pl.String, "datasets": pl.UInt32, "rows": pl.Int64}))
     tables = report_tables(metrics, store.query("SELECT * FROM eval_dataset_status"), eval_data.manifests(), comparisons, label_counts, facts)
-    directory = Path(config.output_dir).expanduser().resolve() if config.output_dir else store.path.parent / "reports" / "culture_report"
+    directory = library_settings(config, ReportSettings).directory(store.path.parent)
     report = write_report(tables, directory)
     if tables.tiny_demo:
         context.log.warning("the report's scores come from a tiny demo model and mean nothing")

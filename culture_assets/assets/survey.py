@@ -12,7 +12,7 @@ from culture_assets.resources import SurveySourceResource, WarehouseResource
 from culture_assets.store.warehouse import WRITER_POOL
 from culture_assets.survey.answers import OUT_OF_SCALE_ERROR_SHARE, answers_fingerprint, out_of_scale_codes, read_answer_counts, read_survey
 from culture_assets.survey.questions import questions_table
-from culture_assets.survey.distribution import Pooling, mode_stability_table, seed_survey_table, unflagged_unanswered
+from culture_assets.survey.distribution import Pooling, SeedSurveySettings, mode_stability_table, seed_survey_table, unflagged_unanswered
 
 GROUP = "survey"
 # Metadata key of seed_survey's per-culture answers version (wvs_wave's data version of that culture).
@@ -22,7 +22,9 @@ DATA_VERSION_TAG = "dagster/data_version"
 
 
 class SeedSurveyConfig(dg.Config):
-    pooling: Pooling = Pooling.EQUAL_COUNTRY
+    """The library's SeedSurveySettings (culture_assets.survey.distribution) as asset config."""
+
+    pooling: Pooling = SeedSurveySettings.model_fields["pooling"]
 
 
 @dg.observable_source_asset(

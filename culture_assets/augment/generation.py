@@ -15,11 +15,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Callable, Optional, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from culture_assets.augment.candidates import Candidate, SeedQuestion, sample_id, seed_candidate, unique_by_id
 from culture_assets.augment.embedder import Embedder
-from culture_assets.augment.prompts import paraphrase_messages, prompt_hash, synonym_messages, template_messages
+from culture_assets.augment.prompts import Messages, paraphrase_messages, prompt_hash, synonym_messages, template_messages
 from culture_assets.augment.responses import (
     MalformedResponse,
     fill_template,
@@ -33,30 +35,36 @@ from culture_assets.augment.responses import (
     template_response_format,
     template_problem,
 )
-from culture_assets.augment.semantic_filter import DEFAULT_THRESHOLD, below_threshold_reason
+from culture_assets.augment.semantic_filter import SIMILARITY_THRESHOLD, below_threshold_reason, resolved_threshold
 from culture_assets.llm import ChatOutcome, ChatRequest, ChatRunner
 
 RAW_REPLY_CHARS = 500
 
 
-@dataclass(frozen=True)
-class Step1Settings:
-    n_paraphrases: int = 8
-    n_templates: int = 3
-    target_accepted: int = 5
-    max_attempts: int = 3
-    threshold: float = DEFAULT_THRESHOLD
-    temperature: float = 0.9
-    max_tokens: int = 1024
+class Step1Settings(BaseModel):
+    """Step 1's settings (the paraphrases_and_templates asset's config derives its fields from these)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    n_paraphrases: int = Field(default=8, ge=1, description="Paraphrases asked for per request.")
+    n_templates: int = Field(default=3, ge=0, description="Step-1 sentences (the seed, then the accepted paraphrases) made into [x:word] templates per question.")
+    target_accepted: int = Field(default=5, ge=1, description="Ask again until this many paraphrases pass the threshold.")
+    max_attempts: int = Field(default=3, ge=1, description="Requests per seed question at most.")
+    similarity_threshold: Optional[float] = SIMILARITY_THRESHOLD
+    temperature: float = Field(default=0.9, ge=0, description="Sampling temperature of the paraphrase and template requests.")
+    max_tokens: int = Field(default=1024, ge=1, description="Completion cap per request.")
 
 
-@dataclass(frozen=True)
-class Step2Settings:
-    fillings_per_template: int = 4
-    max_attempts: int = 2
-    threshold: float = DEFAULT_THRESHOLD
-    temperature: float = 0.9
-    max_tokens: int = 1024
+class Step2Settings(BaseModel):
+    """Step 2's settings (the synonym_variants asset's config derives its fields from these)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    fillings_per_template: int = Field(default=4, ge=1, description="Fillings asked for per template.")
+    max_attempts: int = Field(default=2, ge=1, description="Requests per seed question at most (retries after a malformed reply).")
+    similarity_threshold: Optional[float] = SIMILARITY_THRESHOLD
+    temperature: float = Field(default=0.9, ge=0, description="Sampling temperature of the filling requests.")
+    max_tokens: int = Field(default=1024, ge=1, description="Completion cap per request.")
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,7 @@ def paraphrase_step(seeds: Sequence[SeedQuestion], runner: ChatRunner, embedder:
     budget_exhausted = False
     model = runner.model
     step1_format = step1_response_format(settings.n_paraphrases)
+    threshold = resolved_threshold(settings.similarity_threshold, embedder.encoder).value
     for attempt in range(settings.max_attempts):
         todo = [s for s in seeds if accepted[s.question_id] < settings.target_accepted]
         if not todo or budget_exhausted:
@@ -145,7 +154,7 @@ def paraphrase_step(seeds: Sequence[SeedQuestion], runner: ChatRunner, embedder:
                 fresh.append(Candidate(sample_id(question_id, "paraphrase", text), question_id, "paraphrase", text, parent, model, phash, None, True, None))
         known = {c.sample_id for c in paraphrases}
         fresh = [c for c in unique_by_id(fresh) if c.sample_id not in known]
-        fresh = _score(fresh, by_id, embedder, settings.threshold)
+        fresh = _score(fresh, by_id, embedder, threshold)
         paraphrases.extend(fresh)
         for c in fresh:
             accepted[c.question_id] += c.accepted
@@ -165,99 +174,109 @@ def template_sources(seed: SeedQuestion, paraphrases: Sequence[Candidate], n: in
     return ([seed_candidate(seed)] + own)[:n]
 
 
-def template_step(seeds: Sequence[SeedQuestion], paraphrases: Sequence[Candidate], runner: ChatRunner, settings: Step1Settings) -> StepResult:
-    """Step 2a: templates of the step-1 sentences, one request per seed question (asked again after a malformed reply)."""
-    sources = {s.question_id: template_sources(s, paraphrases, settings.n_templates) for s in seeds}
-    by_id = {s.question_id: s for s in seeds}
-    templates: list[Candidate] = []
+def _ask_until_parsed(
+    todo: Sequence[str],
+    request_for: Callable[[str], tuple[Messages, dict[str, object]]],
+    read: Callable[[str, ChatOutcome, str], list[Candidate]],
+    malformed_parent: Callable[[str], str],
+    step: str,
+    runner: ChatRunner,
+    max_attempts: int,
+    temperature: float,
+    max_tokens: int,
+) -> StepResult:
+    """One request per question id (`request_for`: its messages and response format), asked again with a new
+    sampling seed after a malformed reply, `max_attempts` requests at most. `read(question_id, outcome, prompt_hash)`
+    turns a reply into candidate rows or raises MalformedResponse, which is kept as a rejected row of `step`
+    under `malformed_parent(question_id)`. A reply the budget stopped ends the step."""
+    rows: list[Candidate] = []
     requests = 0
     budget_exhausted = False
-    todo = [s.question_id for s in seeds]
-    for attempt in range(settings.max_attempts):
+    for attempt in range(max_attempts):
         if not todo or budget_exhausted:
             break
-        batch = [
-            ChatRequest.of(
-                template_messages(by_id[q].text, [c.text for c in sources[q]], by_id[q].scale),
-                _params(settings.temperature, settings.max_tokens, attempt, template_response_format(len(sources[q]))),
-                tag=q,
-            )
-            for q in todo
-        ]
+        batch = []
+        for question_id in todo:
+            messages, response_format = request_for(question_id)
+            batch.append(ChatRequest.of(messages, _params(temperature, max_tokens, attempt, response_format), tag=question_id))
         outcomes = runner.run(batch)
         requests += len(batch)
         retry: list[str] = []
         for outcome in outcomes:
             question_id = outcome.request.tag
-            owned = sources[question_id]
             phash = prompt_hash(outcome.request.messages)
             if outcome.content is None:
                 budget_exhausted = True
                 continue
             try:
-                replies, problems = parse_templates(outcome.content, len(owned))
+                rows.extend(read(question_id, outcome, phash))
             except MalformedResponse as error:
-                templates.append(_malformed(question_id, owned[0].sample_id, "template", outcome, runner.model, phash, error, attempt))
+                rows.append(_malformed(question_id, malformed_parent(question_id), step, outcome, runner.model, phash, error, attempt))
                 retry.append(question_id)
-                continue
-            for reply in replies:
-                source = owned[reply.sentence_index]
-                problem = template_problem(reply.template, source.text)
-                row = Candidate(sample_id(question_id, "template", reply.template), question_id, "template", reply.template, source.sample_id, runner.model, phash, None, True, None)
-                templates.append(row.rejected(problem) if problem else row)
-            for problem in problems:
-                templates.append(Candidate(sample_id(question_id, "template", problem, outcome.key), question_id, "template", problem, owned[0].sample_id, runner.model, phash, None, False, f"unusable template: {problem}"))
         todo = retry
-    return StepResult(unique_by_id(templates), requests, budget_exhausted)
+    return StepResult(unique_by_id(rows), requests, budget_exhausted)
+
+
+def template_step(seeds: Sequence[SeedQuestion], paraphrases: Sequence[Candidate], runner: ChatRunner, settings: Step1Settings) -> StepResult:
+    """Step 2a: templates of the step-1 sentences, one request per seed question (asked again after a malformed reply)."""
+    sources = {s.question_id: template_sources(s, paraphrases, settings.n_templates) for s in seeds}
+    by_id = {s.question_id: s for s in seeds}
+
+    def request_for(question_id: str) -> tuple[Messages, dict[str, object]]:
+        seed = by_id[question_id]
+        texts = [c.text for c in sources[question_id]]
+        return template_messages(seed.text, texts, seed.scale), template_response_format(len(texts))
+
+    def read(question_id: str, outcome: ChatOutcome, phash: str) -> list[Candidate]:
+        owned = sources[question_id]
+        replies, problems = parse_templates(outcome.content or "", len(owned))
+        rows = []
+        for reply in replies:
+            source = owned[reply.sentence_index]
+            problem = template_problem(reply.template, source.text)
+            row = Candidate(sample_id(question_id, "template", reply.template), question_id, "template", reply.template, source.sample_id, runner.model, phash, None, True, None)
+            rows.append(row.rejected(problem) if problem else row)
+        for problem in problems:
+            rows.append(Candidate(sample_id(question_id, "template", problem, outcome.key), question_id, "template", problem, owned[0].sample_id, runner.model, phash, None, False, f"unusable template: {problem}"))
+        return rows
+
+    return _ask_until_parsed(
+        [s.question_id for s in seeds], request_for, read, lambda q: sources[q][0].sample_id, "template", runner,
+        settings.max_attempts, settings.temperature, settings.max_tokens,
+    )
 
 
 def synonym_step(seeds: Sequence[SeedQuestion], templates: Sequence[Candidate], runner: ChatRunner, embedder: Embedder, settings: Step2Settings) -> StepResult:
-    """Step 2b: full sentences from the accepted templates, one request per seed question."""
+    """Step 2b: full sentences from the accepted templates, one request per seed question (asked again after a malformed reply)."""
     by_id = {s.question_id: s for s in seeds}
     usable: dict[str, list[Candidate]] = defaultdict(list)
     for t in templates:
         if t.accepted and t.question_id in by_id:
             usable[t.question_id].append(t)
-    results: list[Candidate] = []
-    requests = 0
-    budget_exhausted = False
-    model = runner.model
-    todo = sorted(usable)
-    for attempt in range(settings.max_attempts):
-        if not todo or budget_exhausted:
-            break
-        batch = [
-            ChatRequest.of(
-                synonym_messages(by_id[q].text, [t.text for t in usable[q]], settings.fillings_per_template),
-                _params(settings.temperature, settings.max_tokens, attempt, step2_response_format(len(usable[q]))),
-                tag=q,
-            )
-            for q in todo
-        ]
-        outcomes = runner.run(batch)
-        requests += len(batch)
-        retry: list[str] = []
-        for outcome in outcomes:
-            question_id = outcome.request.tag
-            owned = usable[question_id]
-            phash = prompt_hash(outcome.request.messages)
-            if outcome.content is None:
-                budget_exhausted = True
-                continue
-            try:
-                fillings, problems = parse_step2(outcome.content, [len(slot_words(t.text)) for t in owned])
-            except MalformedResponse as error:
-                results.append(_malformed(question_id, owned[0].parent_id, "synonym", outcome, model, phash, error, attempt))
-                retry.append(question_id)
-                continue
-            for filling in fillings:
-                template = owned[filling.template_index]
-                text = fill_template(template.text, filling.slots)
-                # the parent is the step-1 sentence the template was made from
-                row = Candidate(sample_id(question_id, "synonym", text), question_id, "synonym", text, template.parent_id, model, phash, None, True, None)
-                problem = filling_problem(filling.slots, slot_words(template.text))
-                results.append(row.rejected(f"unusable filling: {problem}") if problem else row)
-            for problem in problems:
-                results.append(Candidate(sample_id(question_id, "synonym", problem, outcome.key), question_id, "synonym", problem, owned[0].parent_id, model, phash, None, False, f"unusable filling: {problem}"))
-        todo = retry
-    return StepResult(_score(unique_by_id(results), by_id, embedder, settings.threshold), requests, budget_exhausted)
+
+    def request_for(question_id: str) -> tuple[Messages, dict[str, object]]:
+        owned = usable[question_id]
+        messages = synonym_messages(by_id[question_id].text, [t.text for t in owned], settings.fillings_per_template)
+        return messages, step2_response_format(len(owned))
+
+    def read(question_id: str, outcome: ChatOutcome, phash: str) -> list[Candidate]:
+        owned = usable[question_id]
+        fillings, problems = parse_step2(outcome.content or "", [len(slot_words(t.text)) for t in owned])
+        rows = []
+        for filling in fillings:
+            template = owned[filling.template_index]
+            text = fill_template(template.text, filling.slots)
+            # the parent is the step-1 sentence the template was made from
+            row = Candidate(sample_id(question_id, "synonym", text), question_id, "synonym", text, template.parent_id, runner.model, phash, None, True, None)
+            problem = filling_problem(filling.slots, slot_words(template.text))
+            rows.append(row.rejected(f"unusable filling: {problem}") if problem else row)
+        for problem in problems:
+            rows.append(Candidate(sample_id(question_id, "synonym", problem, outcome.key), question_id, "synonym", problem, owned[0].parent_id, runner.model, phash, None, False, f"unusable filling: {problem}"))
+        return rows
+
+    result = _ask_until_parsed(
+        sorted(usable), request_for, read, lambda q: usable[q][0].parent_id, "synonym", runner,
+        settings.max_attempts, settings.temperature, settings.max_tokens,
+    )
+    threshold = resolved_threshold(settings.similarity_threshold, embedder.encoder).value
+    return replace(result, candidates=_score(result.candidates, by_id, embedder, threshold))

@@ -8,10 +8,23 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from culture_assets.augment.embedder import Embedder
 from culture_assets.augment.equivalence import judge_scores
 from culture_assets.llm import ChatRunner
+
+
+class QualitySettings(BaseModel):
+    """What the augmentation quality analysis measures (the augmentation_quality asset's config derives its fields from these)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    perplexity_model: str = Field(default="", description="Causal LM name or path; empty: the llm resource's local_model, else skipped.")
+    perplexity_batch_size: int = Field(default=16, ge=1, description="Sentences scored per forward pass.")
+    judge_sample: int = Field(default=0, ge=0, description="(seed, variant) pairs rated by the llm with the paper's rubric; 0: off.")
+    judge_pass_score: int = Field(default=4, ge=1, le=5, description="Rubric score a pair needs to count as equivalent (paper: 4).")
+    sample_seed: int = Field(default=0, description="Seed of the judged pairs' sample.")
 
 
 @dataclass(frozen=True)

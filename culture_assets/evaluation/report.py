@@ -22,6 +22,7 @@ from pathlib import Path
 
 import polars as pl
 import yaml
+from pydantic import BaseModel, ConfigDict, Field
 
 from culture_assets.evaluation.comparisons import ALL_CULTURES, COMPARISONS, CULTURE_AVERAGE, holm, paired_difference
 from culture_assets.evaluation.manifest import DatasetManifest
@@ -364,6 +365,17 @@ def _markdown(section: Section) -> str:
     else:
         parts.append(markdown_table(section.frame, max_rows=UI_ROWS * 5))
     return "\n\n".join(parts)
+
+
+class ReportSettings(BaseModel):
+    """Where the report is written (the culture_report asset's config derives its fields from these)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    output_dir: str = Field(default="", description="Directory of the HTML report and its plots; empty: reports/culture_report beside the warehouse, under the data home.")
+
+    def directory(self, warehouse_dir: Path) -> Path:
+        return Path(self.output_dir).expanduser().resolve() if self.output_dir else warehouse_dir / "reports" / "culture_report"
 
 
 def write_report(tables: ReportTables, directory: Path) -> Report:

@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
 
 from culture_assets.evaluation.cache import EvalCache
 from culture_assets.evaluation.manifest import DatasetManifest
@@ -61,6 +62,26 @@ class BootstrapSettings:
     n_resamples: int = 1000
     seed: int = 0
     level: float = 0.95
+
+
+class EvaluationSettings(BaseModel):
+    """How the models are scored (the scoring assets' config derives its fields from these)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    batch_size: int = Field(default=16, ge=1, description="Rows scored per forward pass of a local model.")
+    structured_output: bool = Field(default=False, description="Send a JSON-schema enum of the labels to API models.")
+    device: str = Field(default="", description="torch device of local models; empty: cuda when available, else cpu.")
+    n_resamples: int = Field(default=1000, ge=1, description="Bootstrap resamples of each confidence interval.")
+    bootstrap_seed: int = Field(default=0, description="Seed of the bootstrap.")
+    max_invalid_rate: float = Field(default=0.1, ge=0, le=1, description="The culture_scores check warns above this share of unparseable answers.")
+    chat_logprobs: bool = Field(default=True, description="Ask API models for log-probabilities; decide from them when returned.")
+
+    def scoring(self) -> ScoringSettings:
+        return ScoringSettings(self.batch_size, self.structured_output, self.device or None, self.chat_logprobs)
+
+    def bootstrap(self) -> BootstrapSettings:
+        return BootstrapSettings(self.n_resamples, self.bootstrap_seed)
 
 
 def config_hash(model: ModelUnderTest, scorer: str, extra: dict) -> str:

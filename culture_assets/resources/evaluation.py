@@ -9,49 +9,34 @@ from pathlib import Path
 
 import dagster as dg
 
-from culture_assets.errors import InputError
-from culture_assets.evaluation.download import EVAL_DATA_URL_ENV, archive_url, downloaded_data_dir, read_record
-from culture_assets.evaluation.loader import EVAL_DATA_ENV, default_data_dir
-from culture_assets.evaluation.manifest import DatasetManifest, default_manifests_dir, load_manifests
-from culture_assets.settings import data_home
+from culture_assets.evaluation.data_source import EvalDataSettings
+from culture_assets.evaluation.manifest import DatasetManifest
+from culture_assets.resources import library_settings
+
+_FIELDS = EvalDataSettings.model_fields
 
 
 class EvalDataResource(dg.ConfigurableResource):
-    """`data_dir`: a directory that already holds the evaluation datasets (empty: $CULTURE_ASSETS_EVAL_DATA;
-    both empty: the `evaluation_data` asset downloads them into <data home>/evaluation_data).
-    `archive_url`: the archive `evaluation_data` downloads (empty: $CULTURE_ASSETS_EVAL_DATA_URL, else the
-    reference repository at its pinned commit).
-    `manifests_dir`: the YAML manifests (empty: $CULTURE_ASSETS_MANIFESTS, else datasets_manifest/)."""
+    """The library's EvalDataSettings as Dagster config (culture_assets.evaluation.data_source)."""
 
-    data_dir: str = ""
-    manifests_dir: str = ""
-    archive_url: str = ""
+    data_dir: str = _FIELDS["data_dir"]
+    manifests_dir: str = _FIELDS["manifests_dir"]
+    archive_url: str = _FIELDS["archive_url"]
+
+    def settings(self) -> EvalDataSettings:
+        return library_settings(self, EvalDataSettings)
 
     def user_data_path(self) -> Path | None:
-        """The directory the user points at (resource or environment), or None: the data is downloaded."""
-        return Path(self.data_dir).expanduser().resolve() if self.data_dir else default_data_dir()
+        return self.settings().user_data_path()
 
     def url(self) -> str:
-        return archive_url(self.archive_url)
+        return self.settings().url()
 
     def data_path(self) -> Path:
-        path = self.user_data_path()
-        if path is not None:
-            if not path.is_dir():
-                raise InputError(str(path), f"evaluation data directory not found (set by {EVAL_DATA_ENV} or the resource's data_dir)", field="data_dir")
-            return path
-        downloaded = downloaded_data_dir(data_home())
-        if read_record(downloaded) is None:
-            raise InputError(
-                str(downloaded),
-                f"the evaluation data is not downloaded yet: materialize the evaluation_data asset (it fetches {self.url()}, "
-                f"{EVAL_DATA_URL_ENV} overrides it), or set {EVAL_DATA_ENV} to a directory that holds the datasets",
-                field="data_dir",
-            )
-        return downloaded
+        return self.settings().data_path()
 
     def manifests_path(self) -> Path:
-        return Path(self.manifests_dir).expanduser().resolve() if self.manifests_dir else default_manifests_dir()
+        return self.settings().manifests_path()
 
     def manifests(self, culture: str | None = None) -> list[DatasetManifest]:
-        return load_manifests(self.manifests_path(), culture)
+        return self.settings().manifests(culture)

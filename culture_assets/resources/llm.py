@@ -10,6 +10,7 @@ from typing import Callable, Optional
 
 import dagster as dg
 
+from culture_assets.resources import library_settings
 from culture_assets.llm.generator import ChatGenerator
 from culture_assets.llm.runner import ChatRunner
 from culture_assets.llm.client import API_KEY_ENV, BASE_URL_ENV
@@ -40,7 +41,7 @@ class LLMResource(dg.ConfigurableResource):
     dry_run: bool = _FIELDS["dry_run"]
 
     def settings(self) -> LLMSettings:
-        return LLMSettings.model_validate({name: getattr(self, name) for name in _FIELDS})
+        return library_settings(self, LLMSettings)
 
     @property
     def uses_api(self) -> bool:

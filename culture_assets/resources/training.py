@@ -6,6 +6,7 @@ from typing import Literal, Optional
 
 import dagster as dg
 
+from culture_assets.resources import library_settings
 from culture_assets.training.trainer import BASE_MODEL_ENV, FineTuningPending, TrainerSettings
 
 __all__ = ["BASE_MODEL_ENV", "FineTuningPending", "TrainerResource"]
@@ -41,4 +42,4 @@ class TrainerResource(dg.ConfigurableResource):
     resubmit_failed: bool = _FIELDS["resubmit_failed"]
 
     def settings(self) -> TrainerSettings:
-        return TrainerSettings.model_validate({name: getattr(self, name) for name in _FIELDS})
+        return library_settings(self, TrainerSettings)

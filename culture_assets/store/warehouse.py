@@ -19,7 +19,9 @@ from typing import Iterator, Sequence
 
 import duckdb
 import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
 
+from culture_assets.settings import data_home
 from culture_assets.store.migrations import MIGRATIONS
 
 WRITER_POOL = "duckdb_writer"
@@ -136,3 +138,15 @@ class Warehouse:
             self.migrate()
         with self.connect(read_only=True) as con:
             return con.execute(sql, list(params)).pl()
+
+
+class WarehouseSettings(BaseModel):
+    """Where the warehouse is and how long a write waits for another process's (the `warehouse` Dagster resource derives its fields from these)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    data_home: str = Field(default="", description="Data home holding warehouse.duckdb; empty: the default data home.")
+    lock_timeout_s: float = Field(default=120.0, gt=0, description="Seconds a write waits for another process's write to finish.")
+
+    def warehouse(self) -> Warehouse:
+        return Warehouse(data_home(self.data_home or None) / "warehouse.duckdb", lock_timeout_s=self.lock_timeout_s)

@@ -16,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
 
 from culture_assets.cultures import Culture
 from culture_assets.errors import InputError
@@ -25,6 +26,14 @@ from culture_assets.survey.questions import WVSQuestion
 class Pooling(str, Enum):
     EQUAL_COUNTRY = "equal_country"
     RESPONDENTS = "respondents"
+
+
+class SeedSurveySettings(BaseModel):
+    """How a culture's answers are pooled (the seed_survey asset's config derives its fields from these)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pooling: Pooling = Field(default=Pooling.EQUAL_COUNTRY, description="equal_country: each country of a culture weighs the same; respondents: every respondent does.")
 
 
 SEED_SURVEY_SCHEMA = {

@@ -72,7 +72,8 @@ class TrainingSetSpec(BaseModel):
 
     size: int | None = Field(default=None, ge=0, description="generated samples on top of all answered seeds; None: every variant")
     size_matched_to: tuple[str, ...] | None = Field(default=None, description="size = the variants available with these steps")
-    steps: tuple[str, ...] = STEPS
+    # a list default (validated into a tuple): Dagster config, which derives from this field, has no tuples
+    steps: tuple[str, ...] = Field(default=list(STEPS), validate_default=True, description="augmentation steps whose samples are trained; must include seed")
     heldout_count: int = Field(default=5, ge=0)
     heldout_topic: str | None = Field(default=None, description="hold out every question of this topic (one fold of K-fold over topics) instead of heldout_count single items")
     validation_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)

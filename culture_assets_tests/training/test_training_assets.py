@@ -75,7 +75,7 @@ def test_training_sets_culture_models_and_culturellm_one(tiny_model_dir, data_ho
     records = {}
     for culture in ("german", "chinese"):
         result = run([culture_model], data_home, trainer, instance, culture)
-        records[culture] = result.output_for_node("culture_model")
+        records[culture] = result.output_for_node("culture_model").model_dump(mode="json")
     german = records["german"]
     assert german["model_key"] == "german-default" and german["trainer"] == "local" and german["model_id"] is None
     assert german["base_model"] == str(tiny_model_dir.resolve())
@@ -87,7 +87,7 @@ def test_training_sets_culture_models_and_culturellm_one(tiny_model_dir, data_ho
     model, _ = load_adapter_model(german["adapter_path"])
     assert json.loads((Path(german["adapter_path"]) / MANIFEST).read_text())["global_step"] == 4
 
-    one = run([culturellm_one], data_home, trainer, instance).output_for_node("culturellm_one")
+    one = run([culturellm_one], data_home, trainer, instance).output_for_node("culturellm_one").model_dump(mode="json")
     assert one["culture"] == "all" and one["model_key"] == "all-default" and set(one["system_prompts"]) == set(load_registry().keys)
     assert one["n_train"] > 8 * german["n_train"]
 
@@ -102,7 +102,7 @@ def test_training_sets_culture_models_and_culturellm_one(tiny_model_dir, data_ho
     assert json.loads(row["hyperparameters_json"])["lora_config"]["r"] == 8
 
     # a second materialization with the same inputs reuses the adapter instead of training again
-    again = run([culture_model], data_home, trainer, instance, "german").output_for_node("culture_model")
+    again = run([culture_model], data_home, trainer, instance, "german").output_for_node("culture_model").model_dump(mode="json")
     assert again["adapter_path"] == german["adapter_path"] and again["artifact_hash"] == german["artifact_hash"]
 
     # the trainer's soft-label loss: targets are the training set's survey distributions, a different adapter
@@ -123,7 +123,7 @@ def test_ablation_models_are_materialized_per_culture_and_variant(tiny_model_dir
     for variant in ("seed_only", "prompt_english", "prompt_native"):
         key = dg.MultiPartitionKey({"culture": "korean", "variant": variant})
         result = run([ablation_training_set, ablation_model], data_home, trainer, instance, key, llm=llm)
-        records[variant] = result.output_for_node("ablation_model")
+        records[variant] = result.output_for_node("ablation_model").model_dump(mode="json")
         sets[variant] = result.output_for_node("ablation_training_set")
         metadata[variant] = result.asset_materializations_for_node("ablation_training_set")[0].metadata
     assert records["seed_only"]["model_key"] == "korean-seed_only" and records["seed_only"]["variant"] == "seed_only"
@@ -162,7 +162,7 @@ def test_ablation_models_are_materialized_per_culture_and_variant(tiny_model_dir
     steps = {}
     for variant in ("size_50", "size_50_epochs"):
         key = dg.MultiPartitionKey({"culture": "korean", "variant": variant})
-        record = run([ablation_training_set, ablation_model], data_home, by_epochs, instance, key).output_for_node("ablation_model")
+        record = run([ablation_training_set, ablation_model], data_home, by_epochs, instance, key).output_for_node("ablation_model").model_dump(mode="json")
         steps[variant] = json.loads((Path(record["adapter_path"]) / MANIFEST).read_text())["global_step"]
     table = pl.read_parquet(next((data_home / "assets" / "ablation_training_set").glob("korean*size_50.parquet")))
     seeds = table.filter((pl.col("split") == "train") & (pl.col("step") == "seed")).height
@@ -190,7 +190,7 @@ def test_openai_trainer_through_dagster_waits_for_the_job_without_paying_twice(d
         (request,) = list(openai_fine_tuning_sensor(context))
     assert request.partition_key == "turkish" and request.asset_selection == [dg.AssetKey("culture_model")]
 
-    record = run([culture_model], data_home, trainer, instance, "turkish").output_for_node("culture_model")
+    record = run([culture_model], data_home, trainer, instance, "turkish").output_for_node("culture_model").model_dump(mode="json")
     assert record["trainer"] == "openai" and record["model_id"] == model_id and record["adapter_path"] is None
     assert sum(1 for r in fake_openai.requests if r.method == "POST" and r.path == "/v1/fine_tuning/jobs") == 1
     lineage = WarehouseResource(data_home=str(data_home)).get().query("SELECT artifact, trainer FROM model_registry")
