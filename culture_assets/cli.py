@@ -4,7 +4,7 @@
     culture-assets run --select seed_survey --partition arabic
     culture-assets run --select 'seed_survey*' --partition german --cultures-only   # backfill one culture
     culture-assets run --profile demo   # offline wiring demo on a tiny model built here
-    culture-assets run --limit 50       # laptop-sized: 50 evaluation rows per dataset, 50 training steps
+    culture-assets run --limit 50       # laptop-sized: 50 evaluation rows per dataset, 50 training steps, 50 questions augmented
     culture-assets dev                  # Dagster UI on 127.0.0.1:3000
     culture-assets dev --profile demo   # the UI on the demo's models, data and asset config
 """
@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     dev.add_argument("--port", default="3000")
     for command in (run, dev):
         command.add_argument("--profile", choices=["default", "demo"], help="default: hub/endpoint models; demo: offline tiny-model wiring demo")
-        command.add_argument("--limit", type=int, help="laptop-sized run: at most N evaluation rows per dataset and N training steps")
+        command.add_argument("--limit", type=int, help="laptop-sized run: at most N evaluation rows per dataset, N training steps and N seed questions augmented")
     args = parser.parse_args(argv)
     # the definitions read these when they load, in this process and in `dagster dev`
     if args.profile:

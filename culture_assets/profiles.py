@@ -152,6 +152,7 @@ def asset_config_for(profile: Profile, limit: int | None = None) -> dict[str, di
         config["ScoringConfig"] = {"n_resamples": 200}
     if limit:
         config["EvalDatasetConfig"] = {"sample_size": limit}
+        config.setdefault("ParaphraseConfig", {})["max_questions"] = limit
     return config
 
 

@@ -211,6 +211,18 @@ def test_dry_run_then_budget_stop_then_a_rerun_resumes(augmentation_server: Fake
     assert read(data_home, "paraphrases")["question_id"].n_unique() == 6
 
 
+def test_a_laptop_sized_run_augments_the_first_questions_only(augmentation_server: FakeOpenAI, data_home: Path, tmp_path: Path) -> None:
+    questions = write_questions(tmp_path / "questions.yaml")
+    run_config = {"ops": {"paraphrases_and_templates": {"config": {"max_questions": 2}}}}
+    result = dg.materialize([wvs_questions, paraphrases_and_templates], resources=resources(data_home, questions, fake_llm(augmentation_server)),
+                            run_config=run_config, instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    asked = {json.loads(body)["messages"][-1]["content"].split('Seed survey item: "')[1].split('"')[0] for body in sent_bodies(augmentation_server)}
+    first_two = read(data_home, "wvs_questions")["text"].head(2).to_list()
+    assert asked == set(first_two)
+    assert read(data_home, "paraphrases")["question_id"].n_unique() == 2
+
+
 def test_a_killed_materialization_resumes_without_repeating_calls(data_home: Path, tmp_path: Path) -> None:
     questions = write_questions(tmp_path / "questions.yaml")
     script = textwrap.dedent(

@@ -46,6 +46,7 @@ class ParaphraseConfig(dg.Config):
     similarity_threshold: Optional[float] = _STEP1["similarity_threshold"]
     temperature: float = _STEP1["temperature"]
     max_tokens: int = profile_default("ParaphraseConfig", "max_tokens", _STEP1["max_tokens"])
+    max_questions: Optional[int] = profile_default("ParaphraseConfig", "max_questions", _STEP1["max_questions"])
 
 
 class SynonymConfig(dg.Config):
@@ -133,7 +134,8 @@ def paraphrases_and_templates(
     paraphrases = candidates_frame(paraphrase_result.candidates)
     templates = candidates_frame(template_result.candidates)
     stats = runner.stats.as_metadata()
-    context.log.info(f"step 1: {paraphrases.height} paraphrase candidates, {templates.height} templates for {len(seeds)} seed questions; {stats}")
+    augmented = len(seeds[: settings.max_questions])
+    context.log.info(f"step 1: {paraphrases.height} paraphrase candidates, {templates.height} templates for {augmented} of {len(seeds)} seed questions; {stats}")
     if paraphrase_result.budget_exhausted:
         context.log.warning("the LLM budget ran out during step 1: some seed questions got fewer requests; re-run with a larger budget to resume")
     yield dg.Output(paraphrases, output_name="paraphrases", metadata=_step_metadata(paraphrases, paraphrase_result, stats))

@@ -53,6 +53,10 @@ class Step1Settings(BaseModel):
     similarity_threshold: Optional[float] = SIMILARITY_THRESHOLD
     temperature: float = Field(default=0.9, ge=0, description="Sampling temperature of the paraphrase and template requests.")
     max_tokens: int = Field(default=1024, ge=1, description="Completion cap per request.")
+    max_questions: Optional[int] = Field(
+        default=None, ge=1,
+        description="Seed questions augmented (the first N in survey order); empty: all. `--limit N` sets N: the other questions train on their seed alone.",
+    )
 
 
 class Step2Settings(BaseModel):
@@ -118,6 +122,7 @@ def _score(candidates: list[Candidate], seeds: dict[str, SeedQuestion], embedder
 
 def paraphrase_step(seeds: Sequence[SeedQuestion], runner: ChatRunner, embedder: Embedder, settings: Step1Settings) -> tuple[StepResult, StepResult]:
     """Step 1 -> (paraphrase candidates, template candidates made from the step-1 sentences)."""
+    seeds = seeds[: settings.max_questions]
     by_id = {s.question_id: s for s in seeds}
     seed_ids = {s.question_id: sample_id(s.question_id, "seed", s.text) for s in seeds}
     paraphrases: list[Candidate] = []
