@@ -40,6 +40,7 @@ GENERATOR_ENV = "CULTURE_ASSETS_GENERATOR_MODEL"
 TRAINER_ENV = "CULTURE_ASSETS_TRAINER"
 DEFAULT_HUB_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 DEMO_TRAINING_STEPS = 6
+DEMO_FOLDS = ("Religious Values", "Ethical Values And Norms")
 T = TypeVar("T")
 
 
@@ -149,6 +150,8 @@ def asset_config_for(profile: Profile, limit: int | None = None) -> dict[str, di
         # offline: no NLI model to load; the meaning check is the LLM judge's
         config["SemanticFilterConfig"] = {"min_variants_per_question": 0, "nli_model": ""}
         config["ScoringConfig"] = {"n_resamples": 200}
+        # two of the seven held-out-topic folds: the wiring of the alignment, at two trainings per culture
+        config["HeldoutTopicTrainingSetConfig"] = {"folds": list(DEMO_FOLDS)}
     if limit:
         config["EvalDatasetConfig"] = {"sample_size": limit}
     return config
@@ -167,7 +170,7 @@ def profile_default(config_class: str, field: str, default: T) -> T:
 # what each asset needs from the outside world, checked before a run starts
 NEEDS_BY_ASSET = {
     "paraphrases": "generator", "question_templates": "generator", "synonym_variants": "generator",
-    "culture_model": "base_model", "culturellm_one": "base_model", "ablation_model": "base_model",
+    "culture_model": "base_model", "culturellm_one": "base_model", "ablation_model": "base_model", "heldout_topic_model": "base_model",
     "evaluation_data": "eval_data", "eval_dataset": "eval_data",
 }
 

@@ -6,6 +6,7 @@ import polars as pl
 from culture_assets.cultures import load_registry
 from culture_assets.markdown import markdown_table
 from culture_assets.partitions import ABLATION_PARTITIONS, CULTURES
+from culture_assets.profiles import profile_default
 from culture_assets.survey.questions import questions_from_table
 from culture_assets.assets.augmentation import run_llm_step
 from culture_assets.resources import WarehouseResource
@@ -19,6 +20,7 @@ from culture_assets.training.training_set import (
     Targets,
     TrainingSetSpec,
     UnfillableSize,
+    build_fold_training_sets,
     build_training_set,
     heldout_question_ids,
     training_set_version,
@@ -31,8 +33,8 @@ GROUP = "training"
 class TrainingSetConfig(dg.Config):
     size: int | None = None
     steps: list[str] = list(STEPS)
-    heldout_count: int = 5
-    validation_fraction: float = 0.1
+    heldout_count: int = 0
+    validation_fraction: float = 0.0
     targets: Targets = Targets.MODE
     prompt_language: PromptLanguage = PromptLanguage.ENGLISH
     seed: int = 0
@@ -154,3 +156,40 @@ def ablation_training_set(
             lambda: _translations(context, spec, keys["culture"], augmented_questions, seed_survey, wvs_questions, llm, embedder, warehouse)
         )
     return _materialize(context, keys["culture"], spec, augmented_questions, seed_survey, wvs_questions, translations, figures)
+
+
+class HeldoutTopicTrainingSetConfig(TrainingSetConfig):
+    """The main training set's settings, and which topics are held out (one model each: K-fold over the WVS topics)."""
+
+    folds: list[str] = profile_default("HeldoutTopicTrainingSetConfig", "folds", [])  # empty: every topic
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "parquet"},
+    partitions_def=CULTURES,
+    description="One training set per held-out WVS topic (column `fold`): no row of that topic is trained on; its seed questions "
+    "are the `heldout` split, on which the WVS alignment measures generalisation.",
+)
+def heldout_topic_training_set(
+    context: dg.AssetExecutionContext,
+    config: HeldoutTopicTrainingSetConfig,
+    augmented_questions: pl.DataFrame,
+    seed_survey: pl.DataFrame,
+    wvs_questions: pl.DataFrame,
+) -> dg.Output:
+    culture = load_registry().get(context.partition_key)
+    table = build_fold_training_sets(
+        augmented_questions, seed_survey, questions_from_table(wvs_questions), culture, config.spec(), config.folds
+    )
+    summary = table.group_by("fold", "split").len().pivot(on="split", index="fold", values="len").fill_null(0).sort("fold")
+    context.log.info(f"{culture.display_name}: {summary.height} folds")
+    return dg.Output(
+        table,
+        metadata={
+            "culture": culture.display_name,
+            "folds": dg.MetadataValue.json(summary["fold"].to_list()),
+            "rows_by_fold_and_split": dg.MetadataValue.md(markdown_table(summary)),
+            "training_set_version": training_set_version(table)[:12],
+        },
+    )
