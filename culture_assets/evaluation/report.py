@@ -373,7 +373,9 @@ def _sections(tables: ReportTables, directory: Path) -> list[Section]:
         jsd = part.filter(pl.col("metric") == "js_distance")
         plot = _grouped_bars(jsd, "culture", "value", f"WVS alignment ({dataset}): Jensen-Shannon distance (lower is closer)", "JS distance",
                              directory / ("wvs_alignment.png" if dataset == "wvs_heldout" else f"{dataset}.png"), True) if jsd.height else None
-        sections.append(Section(f"WVS alignment: {dataset}", "Distance to the survey distribution and modal accuracy per model.", part.drop("dataset"), plot,
+        sections.append(Section(f"WVS alignment: {dataset}", "Each culture's held-out-topic models on the topics they never saw, the base model with and without the culture prompt, "
+                                "and two baselines (nearest_trained_question, pooled_cultures): distance to the survey distribution and modal accuracy, "
+                                "bootstrap 95% CI over questions.", part.drop("dataset"), plot,
                                 summary=part.group_by("model", "metric").agg(pl.col("value").mean().alias("mean_over_cultures")).sort("metric", "model")))
     if tables.alignment_matrix.height:
         jsd = tables.alignment_matrix.filter(pl.col("metric") == "js_distance")
