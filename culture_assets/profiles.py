@@ -40,7 +40,7 @@ GENERATOR_ENV = "CULTURE_ASSETS_GENERATOR_MODEL"
 TRAINER_ENV = "CULTURE_ASSETS_TRAINER"
 DEFAULT_HUB_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 DEMO_TRAINING_STEPS = 6
-DEMO_FOLDS = ("Religious Values", "Ethical Values And Norms")
+QUICK_FOLDS = ("Religious Values", "Ethical Values And Norms")
 T = TypeVar("T")
 
 
@@ -150,8 +150,9 @@ def asset_config_for(profile: Profile, limit: int | None = None) -> dict[str, di
         # offline: no NLI model to load; the meaning check is the LLM judge's
         config["SemanticFilterConfig"] = {"min_variants_per_question": 0, "nli_model": ""}
         config["ScoringConfig"] = {"n_resamples": 200}
-        # two of the seven held-out-topic folds: the wiring of the alignment, at two trainings per culture
-        config["HeldoutTopicTrainingSetConfig"] = {"folds": list(DEMO_FOLDS)}
+    if profile is Profile.DEMO or limit:
+        # two of the seven held-out-topic folds (two trainings per culture instead of seven): the alignment's wiring and a first look
+        config["HeldoutTopicTrainingSetConfig"] = {"folds": list(QUICK_FOLDS)}
     if limit:
         config["EvalDatasetConfig"] = {"sample_size": limit}
     return config
