@@ -151,8 +151,8 @@ def asset_config_for(profile: Profile, limit: int | None = None) -> dict[str, di
         config["SemanticFilterConfig"] = {"min_variants_per_question": 0, "nli_model": ""}
         config["ScoringConfig"] = {"n_resamples": 200}
     if profile is Profile.DEMO or limit:
-        # two of the seven held-out-topic folds (two trainings per culture instead of seven): the alignment's wiring and a first look
-        config["HeldoutTopicTrainingSetConfig"] = {"folds": list(QUICK_FOLDS)}
+        # held-out-topic folds: the demo trains one per culture (the alignment's wiring), a limited run two of the seven (a first look)
+        config["HeldoutTopicTrainingSetConfig"] = {"folds": list(QUICK_FOLDS[:1] if profile is Profile.DEMO else QUICK_FOLDS)}
     if limit:
         config["EvalDatasetConfig"] = {"sample_size": limit}
     return config
