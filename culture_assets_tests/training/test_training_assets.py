@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
+import pytest
 
 from culture_assets.assets import survey
 from culture_assets.assets.models import ablation_model, culture_model, culturellm_one, heldout_topic_model, openai_fine_tuning_sensor
@@ -179,6 +180,9 @@ def test_openai_trainer_through_dagster_waits_for_the_job_without_paying_twice(d
     assert lineage.row(0) == (model_id, "openai")
 
 
+# slow (two tiny trainings, ~30 s): the demo end-to-end test runs these assets in the default run; the library test
+# (test_training_set.py) checks that no row of a held-out topic is trained on
+@pytest.mark.slow
 def test_heldout_topic_models_never_train_on_their_topic_and_validate_on_it(tiny_model_dir, data_home):
     instance = dg.DagsterInstance.ephemeral()
     trainer = tiny_trainer(tiny_model_dir, data_home)
