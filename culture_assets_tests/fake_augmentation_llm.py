@@ -62,9 +62,29 @@ STATEMENT_FRAMES = [
 ]
 
 
+# from the 25th rewording on (only a run that asks for many paraphrases gets there) a closing sentence
+# follows the frame, so a long seed still yields enough variants that are not near-duplicates of each other
+RICH_FROM = 24
+CLOSINGS = [
+    "Please answer for yourself.", "There is no right or wrong answer here.", "Think of the country you live in.",
+    "Give us your honest opinion.", "We are interested in your personal view.", "Your answer stays anonymous.",
+    "Take a moment before answering.", "Answer as you really feel.", "Answer on the scale below.",
+    "Only your own view matters here.", "Say what you believe, not what others expect.",
+]
+
+
 def _reworded(seed: str, i: int) -> str:
-    """The i-th light rewording: a different frame around the statement, and for odd i up to two
-    words swapped for synonyms."""
+    """The i-th light rewording: a different frame around the statement, for odd i up to two words
+    swapped for synonyms, and from the RICH_FROM-th on a closing sentence."""
+    framed = _framed(seed, i)
+    turned_into_question = not seed.rstrip().endswith("?") and framed.endswith("?")  # left as the fault the form check rejects
+    if i < RICH_FROM or turned_into_question:
+        return framed
+    ended = framed if framed[-1] in ".?!" else f"{framed}."
+    return f"{ended} {CLOSINGS[(i - RICH_FROM) % len(CLOSINGS)]}"
+
+
+def _framed(seed: str, i: int) -> str:
     body = seed.rstrip("?.!")
     body = body[0].lower() + body[1:] if body[:2] != body[:2].upper() else body
     if i % 2:

@@ -12,7 +12,7 @@ from culture_assets.llm import ChatRequest, ChatRunner
 from culture_assets.resources.llm import LLMResource
 from culture_assets.llm.errors import LLMModelError, LLMRequestError
 from culture_assets.llm.generator import BatchChatGenerator
-from culture_assets.llm.local_generator import LocalChatGenerator
+from culture_assets.llm.local_generator import LocalChatGenerator, end_of_reply_ids, decode_batch
 from culture_assets.survey.questions import load_questions
 from culture_assets_tests.hub_cache import DEFAULT_HUB_NAME
 
@@ -59,6 +59,17 @@ def test_batched_greedy_decoding_equals_one_at_a_time(generator):
     alone = [generator.generate([request])[0] for request in requests]
     assert [c.content for c in batched] == [c.content for c in alone]
     assert len({c.prompt_tokens for c in batched}) > 1  # prompts of different lengths were padded together
+
+
+def test_the_instruction_all_prompts_start_with_goes_through_the_model_once(generator):
+    tokenizer, model = generator._load()
+    requests = [(p, {"temperature": 0, "max_tokens": 12}) for p in prompts(3)]
+    rows = [generator._row(tokenizer, model, messages, params) for messages, params in requests]
+    shared = decode_batch(model, rows, pad_id=tokenizer.pad_token_id, stop_ids=end_of_reply_ids(tokenizer, model))
+    # the chat template, system prompt and instruction come before the seed item (augment/prompts.py)
+    assert shared > min(len(row.prompt) for row in rows) / 2
+    alone = [generator.generate([request])[0].content for request in requests]
+    assert [tokenizer.decode(row.tokens, skip_special_tokens=True).strip() for row in rows] == alone
 
 
 def test_a_seed_gives_the_same_sample_in_any_batch(generator):

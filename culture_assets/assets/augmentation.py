@@ -194,7 +194,7 @@ def _run_meaning_check(step, nli_model: str):
     pool=WRITER_POOL,
     description="The accepted question variants (seeds included) after the cosine threshold, the cross-question guard, the two-way meaning check, de-duplication and diverse (MMR) selection.",
     check_specs=[
-        dg.AssetCheckSpec("every_question_covered", asset="augmented_questions", blocking=True, description="Every seed question has at least the configured number of accepted variants."),
+        dg.AssetCheckSpec("every_question_covered", asset="augmented_questions", description="Every seed question has at least the configured number of accepted variants. A warning, not a stop: a thin question trains on its seed and the variants it has, and training_set records how many."),
         dg.AssetCheckSpec("similarity_above_threshold", asset="augmented_questions", blocking=True, description="No accepted variant has a cosine to its seed below the threshold."),
         dg.AssetCheckSpec("no_exact_duplicates", asset="augmented_questions", blocking=True, description="No sentence repeats within a question (case, spaces, end punctuation ignored)."),
         dg.AssetCheckSpec("option_scale_unchanged", asset="augmented_questions", blocking=True, description="Every variant belongs to a seed question and lists no answer scale other than the seed's."),
@@ -254,6 +254,7 @@ def augmented_questions(
     yield dg.AssetCheckResult(
         check_name="every_question_covered",
         passed=not thin,
+        severity=dg.AssetCheckSeverity.WARN,
         metadata={"below_minimum": dg.MetadataValue.json(thin), "minimum": config.min_variants_per_question},
         description=None if not thin else f"{len(thin)} seed questions have fewer than {config.min_variants_per_question} variants: {thin}",
     )

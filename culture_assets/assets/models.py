@@ -15,7 +15,7 @@ from culture_assets.training.model_record import lineage_row, model_key, model_r
 from culture_assets.training.openai_jobs import PENDING, pending_jobs
 from culture_assets.resources.training import FineTuningPending, TrainerResource
 from culture_assets.markdown import markdown_table
-from culture_assets.training.training_set import fold_slug, split_rows
+from culture_assets.training.training_set import fold_slug, split_distributions, split_rows
 
 GROUP = "models"
 
@@ -36,6 +36,7 @@ def _fit(
         key, split_rows(table, "train"), split_rows(table, validation_split), warehouse.get(), context.log.info,
         asset_key=context.asset_key.to_user_string(),
         partition_key=context.partition_key if context.has_partition_key else None,
+        distributions=(split_distributions(table, "train"), split_distributions(table, validation_split)),
     )
     record = model_record(culture, variant, fitted, table, system_prompt)
     warehouse.get().upsert_rows("model_registry", lineage_row(record, fitted, table, context.run.run_id))

@@ -23,6 +23,7 @@ from culture_assets.training.training_set import (
     build_fold_training_sets,
     build_training_set,
     heldout_question_ids,
+    prompt_texts,
     training_set_version,
     training_summary,
 )
@@ -51,16 +52,20 @@ def _translations(
     context: dg.AssetExecutionContext, spec: TrainingSetSpec, culture_key: str, augmented: pl.DataFrame, seed_survey: pl.DataFrame,
     wvs_questions: pl.DataFrame, llm: LLMResource, embedder: EmbedderResource, warehouse: WarehouseResource,
 ) -> tuple[dict[str, str], dict]:
-    """The native arm's question texts in the culture's language (only those the English set uses), and figures about them."""
+    """The native arm's prompt texts in the culture's language (the questions the English set uses, their options,
+    the instruction), and figures about them."""
     culture = load_registry().get(culture_key)
-    english = build_training_set(augmented, seed_survey, questions_from_table(wvs_questions), culture, spec.model_copy(update={"question_language": PromptLanguage.ENGLISH}))
+    questions = questions_from_table(wvs_questions)
+    english = build_training_set(augmented, seed_survey, questions, culture, spec.model_copy(update={"question_language": PromptLanguage.ENGLISH}))
     texts = augmented.join(english.select("sample_id"), on="sample_id", how="semi")["text"].to_list()
+    used = set(english["question_id"])
+    texts += [t for q in questions if q.id in used for t in prompt_texts(q)]
     runner = llm.runner(warehouse.get(), log=context.log.info)
     translated = translate_questions(texts, culture.language_name, runner, embedder.get())
     similarities = [t.similarity for t in translated.values() if t.similarity is not None]
     failed = {t.text: t.reason for t in translated.values() if t.translation is None}
     if failed:
-        context.log.warning(f"{culture_key}: {len(failed)} question texts have no usable translation and are left out of the native arm")
+        context.log.warning(f"{culture_key}: {len(failed)} prompt texts have no usable translation; their rows are left out of the native arm")
     worst = sorted((t for t in translated.values() if t.similarity is not None), key=lambda t: t.similarity)[:10]
     figures = {
         "translation_model": llm.model_name,

@@ -27,15 +27,17 @@ def _seed_lines(seed: str, scale: str) -> str:
     return f'Seed survey item: "{seed}"\nAnswer scale: {scale}\n' if scale else f'Seed survey item: "{seed}"\n'
 
 
+# Each prompt puts its fixed instruction first and the item last: prompts of one batch then share a long
+# head, which a local generator computes once (see shared_prefix.py) and an API may cache.
 def paraphrase_messages(seed: str, n_paraphrases: int, scale: str = "") -> Messages:
     """Step 1: paraphrases of one seed item that keep its form (a statement stays a statement), in one JSON reply."""
     user = (
-        f"{_seed_lines(seed, scale)}\n"
-        f"Write {n_paraphrases} different sentences that say exactly the same thing as the seed item, in the same form: "
+        f"Write {n_paraphrases} different sentences that say exactly the same thing as the seed item below, in the same form: "
         "if the seed is a statement that respondents agree or disagree with, write statements (not questions); "
         "if it is a question, write questions. The same answer scale must still fit each sentence. Vary the wording "
-        "and the sentence structure; do not add, drop, negate or reverse anything, do not answer it, do not list answer options.\n\n"
-        'Reply as JSON: {"paraphrases": ["...", ...]}'
+        "and the sentence structure; do not add, drop, negate or reverse anything, do not answer it, do not list answer options.\n"
+        'Reply as JSON: {"paraphrases": ["...", ...]}\n\n'
+        f"{_seed_lines(seed, scale)}"
     )
     return [{"role": "system", "content": JSON_SYSTEM}, {"role": "user", "content": user}]
 
@@ -45,12 +47,12 @@ def template_messages(seed: str, sentences: Sequence[str], scale: str = "") -> M
     numbered = "\n".join(f"{i}. {t}" for i, t in enumerate(sentences, start=1))
     example_sentence, example_template = TEMPLATE_EXAMPLE
     user = (
-        f"{_seed_lines(seed, scale)}\nSentences:\n{numbered}\n\n"
-        "For each sentence write a template: the sentence unchanged except that 1 to 3 replaceable words "
+        "For each sentence below write a template: the sentence unchanged except that 1 to 3 replaceable words "
         "(nouns, verbs, adjectives, adverbs; never 'not', 'no' or a word that carries the negation) are each replaced "
         "by a slot [x:word] naming exactly the word it replaces.\n"
-        f'Example: sentence "{example_sentence}" -> template "{example_template}"\n\n'
-        'Reply as JSON: {"templates": [{"sentence": 1, "template": "..."}, ...]}'
+        f'Example: sentence "{example_sentence}" -> template "{example_template}"\n'
+        'Reply as JSON: {"templates": [{"sentence": 1, "template": "..."}, ...]}\n\n'
+        f"{_seed_lines(seed, scale)}\nSentences:\n{numbered}\n"
     )
     return [{"role": "system", "content": JSON_SYSTEM}, {"role": "user", "content": user}]
 
@@ -59,11 +61,11 @@ def synonym_messages(seed: str, templates: Sequence[str], fillings_per_template:
     """Step 2b: fill the slots of every template of one seed item with context-aware synonyms of their words."""
     numbered = "\n".join(f"{i}. {t}  ({len(SLOT_PATTERN.findall(t))} slots)" for i, t in enumerate(templates, start=1))
     user = (
-        f'Original survey item: "{seed}"\n\nTemplates:\n{numbered}\n\n'
-        f"For each template give {fillings_per_template} different fillings. A filling replaces every slot [x:word], in "
+        f"For each template below give {fillings_per_template} different fillings. A filling replaces every slot [x:word], in "
         "order, with a synonym of that word (a word or short phrase, not the word itself, never its opposite or "
-        "its negation) chosen to fit the context, so the full sentence keeps the original meaning.\n\n"
-        'Reply as JSON: {"fillings": [{"template": 1, "slots": ["...", "..."]}, ...]}'
+        "its negation) chosen to fit the context, so the full sentence keeps the original meaning.\n"
+        'Reply as JSON: {"fillings": [{"template": 1, "slots": ["...", "..."]}, ...]}\n\n'
+        f'Original survey item: "{seed}"\n\nTemplates:\n{numbered}\n'
     )
     return [{"role": "system", "content": JSON_SYSTEM}, {"role": "user", "content": user}]
 

@@ -18,11 +18,12 @@ win; with it, "1" pays for ending the answer where "10" pays for its "0"."""
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
+
+from culture_assets.shared_prefix import SharedPrefix, cache_argument, common_prefix_length, encode_prefix
 
 Messages = list[dict[str, str]]
 
@@ -122,12 +123,7 @@ def pack(prompt: list[int], choices: list[list[int]]) -> PackedExample:
 def shared_prefix_length(examples: Sequence[PackedExample]) -> int:
     """Leading prompt tokens every example has in common (the chat template, system prompt and
     instruction), short of each prompt's last token, whose output predicts the first choice token."""
-    limit = min(e.prompt_length for e in examples) - 1
-    first = examples[0].input_ids
-    length = 0
-    while length < limit and all(e.input_ids[length] == first[length] for e in examples):
-        length += 1
-    return length
+    return common_prefix_length([e.input_ids for e in examples], min(e.prompt_length for e in examples) - 1)
 
 
 def segment_ids(examples: Sequence[PackedExample], start: int, length: int) -> np.ndarray:
@@ -155,47 +151,15 @@ def attention_allowed(segments: Any, prefix_length: int) -> Any:
     return torch.cat([torch.ones((batch, length, prefix_length), dtype=torch.bool), causal & own], dim=2)[:, None]
 
 
-@dataclass(frozen=True)
-class SharedPrefix:
-    """The keys and values of the tokens every example starts with, computed once per scoring call."""
-
-    length: int
-    cache: Any  # a transformers DynamicCache for one sequence; None when nothing is shared
-
-    def for_batch(self, size: int) -> Any:
-        if self.cache is None:
-            return None
-        cache = copy.deepcopy(self.cache)  # the forward pass appends to the cache it is given
-        cache.batch_repeat_interleave(size)
-        return cache
-
-
 def decoder_and_head(local: LocalModel) -> tuple[Any, Any]:
     """The transformer stack and the LM head (LoRA layers, when present, live inside the stack)."""
     causal_lm = local.model.get_base_model() if hasattr(local.model, "get_base_model") else local.model
     return causal_lm.get_decoder(), causal_lm.get_output_embeddings()
 
 
-def cache_argument(decoder: Any) -> str:
-    """The keyword the decoder takes its Cache under: `cache` (transformers >= 5.2x), `past_key_values` before."""
-    import inspect
-
-    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
-
-
-def encode_prefix(local: LocalModel, examples: Sequence[PackedExample]) -> SharedPrefix:
-    import torch
-    from transformers import DynamicCache
-
-    length = shared_prefix_length(examples)
-    if not length:
-        return SharedPrefix(0, None)
+def encode_shared_prefix(local: LocalModel, examples: Sequence[PackedExample]) -> SharedPrefix:
     decoder, _ = decoder_and_head(local)
-    cache = DynamicCache(config=decoder.config)
-    with torch.inference_mode():
-        ids = torch.tensor([examples[0].input_ids[:length]], device=local.device)
-        decoder(input_ids=ids, use_cache=True, **{cache_argument(decoder): cache})  # fills `cache` in place
-    return SharedPrefix(length, cache)
+    return encode_prefix(decoder, examples[0].input_ids[: shared_prefix_length(examples)], local.device)
 
 
 def score_packed(local: LocalModel, examples: Sequence[PackedExample], prefix: SharedPrefix) -> list[list[float]]:
@@ -282,7 +246,7 @@ def choice_logliks(
     result = np.zeros((len(prompts), len(choices)))
     if not packed:
         return result
-    prefix = encode_prefix(local, packed)
+    prefix = encode_shared_prefix(local, packed)
     for chunk in length_batches([len(p.input_ids) for p in packed], batch_size, max_batch_tokens):
         scores = score_packed(local, [packed[i] for i in chunk], prefix)
         for i, row in zip(chunk, scores):

@@ -30,6 +30,7 @@ from typing import Any, Mapping, Sequence
 from culture_assets.llm.errors import LLMModelError, LLMRequestError
 from culture_assets.llm.generator import ChatPrompt, Completion
 from culture_assets.errors import InputError
+from culture_assets.shared_prefix import cache_argument, common_prefix_length, encode_prefix
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ class LocalChatGenerator:
             completions: list[Completion] = []
             for start in range(0, len(requests), self.batch_size):
                 rows = [self._row(tokenizer, model, messages, params) for messages, params in requests[start:start + self.batch_size]]
-                decode_batch(model, rows, pad_id=tokenizer.pad_token_id, stop_ids=_stop_ids(tokenizer, model))
+                decode_batch(model, rows, pad_id=tokenizer.pad_token_id, stop_ids=end_of_reply_ids(tokenizer, model))
                 completions += [self._completion(tokenizer, row) for row in rows]
             return completions
 
@@ -150,7 +151,7 @@ class LocalChatGenerator:
         """Nothing to release per batch: the model stays loaded for the next one."""
 
 
-def _stop_ids(tokenizer: Any, model: Any) -> set[int]:
+def end_of_reply_ids(tokenizer: Any, model: Any) -> set[int]:
     """End-of-reply tokens: the tokenizer's and the generation config's (instruct models often name several)."""
     configured = getattr(model.generation_config, "eos_token_id", None)
     ids = set(configured if isinstance(configured, list) else [configured] if configured is not None else [])
@@ -182,34 +183,42 @@ def _next_token(logits: Any, row: _Row) -> int:
     return int(torch.multinomial(probs, 1, generator=row.rng))
 
 
-def decode_batch(model: Any, rows: Sequence[_Row], *, pad_id: int, stop_ids: set[int]) -> None:
+def decode_batch(model: Any, rows: Sequence[_Row], *, pad_id: int, stop_ids: set[int]) -> int:
     """Decode every row to a stop token, a complete JSON document or its max_new_tokens; fills `rows` in place.
 
-    A finished row leaves the batch (its slice of the key/value cache is dropped), so the
-    remaining rows do not pay for it.
+    The tokens all prompts start with (chat template, system prompt, instruction) go through the
+    model once and their keys/values are repeated for each row; each row's own tokens follow,
+    left-padded, with positions that continue the prefix. A finished row leaves the batch (its
+    slice of the key/value cache is dropped), so the remaining rows do not pay for it. Returns
+    the number of prompt tokens shared.
     """
     import llguidance
     import llguidance.torch
     import torch
 
     device = model.device
-    width = max(len(row.prompt) for row in rows)
+    shared = common_prefix_length([row.prompt for row in rows], min(len(row.prompt) for row in rows) - 1) if len(rows) > 1 else 0
+    prefix = encode_prefix(model.get_decoder(), rows[0].prompt[:shared], device)
+    width = max(len(row.prompt) for row in rows) - shared
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(rows), width), dtype=torch.long)
-    for index, row in enumerate(rows):  # left padding: every prompt ends where generation starts
-        input_ids[index, width - len(row.prompt):] = torch.tensor(row.prompt)
-        attention[index, width - len(row.prompt):] = 1
-    positions = (attention.cumsum(-1) - 1).clamp(min=0)
+    attention = torch.zeros((len(rows), shared + width), dtype=torch.long)
+    attention[:, :shared] = 1
+    for index, row in enumerate(rows):  # left padding after the prefix: every prompt ends where generation starts
+        own = row.prompt[shared:]
+        input_ids[index, width - len(own):] = torch.tensor(own)
+        attention[index, shared + width - len(own):] = 1
+    positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, shared:]
     input_ids, attention, positions = input_ids.to(device), attention.to(device), positions.to(device)
     executor = llguidance.LLExecutor() if any(row.matcher is not None for row in rows) else None
-    # transformers 5 renames `past_key_values` to `cache` model by model; a model not renamed yet takes the old name
-    cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    cache = None
+    argument = cache_argument(model)
+    # only the last position's logits are sampled from: the LM head over a whole prompt would cost as much as the model
+    last_logits = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    cache = prefix.for_batch(len(rows))
     batch = list(rows)  # the unfinished rows, in batch order
     with torch.inference_mode():
         while True:
-            output = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True, **{cache_argument: cache})
-            cache = getattr(output, cache_argument)
+            output = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True, **{argument: cache}, **last_logits)
+            cache = getattr(output, argument)
             logits = output.logits[:, -1, :].float().cpu()
             constrained = [(row.matcher, slot) for slot, row in enumerate(batch) if row.matcher is not None]
             if constrained:
@@ -238,3 +247,4 @@ def decode_batch(model: Any, rows: Sequence[_Row], *, pad_id: int, stop_ids: set
             input_ids = next_ids.unsqueeze(-1).to(device)
             attention = torch.cat([attention, torch.ones((len(batch), 1), dtype=attention.dtype, device=device)], dim=-1)
             positions = positions[:, -1:] + 1
+    return shared

@@ -33,6 +33,7 @@ class TrainerResource(dg.ConfigurableResource):
     target_modules: str = _FIELDS["target_modules"]
     warmup_steps: float = _FIELDS["warmup_steps"]
     save_steps: int = _FIELDS["save_steps"]
+    target_loss: Literal["mode", "survey_distribution"] = _FIELDS["target_loss"]
     api_key: Optional[str] = _FIELDS["api_key"]
     base_url: str = _FIELDS["base_url"]
     price_per_million_tokens: Optional[float] = _FIELDS["price_per_million_tokens"]

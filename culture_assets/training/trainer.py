@@ -12,7 +12,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional, Sequence
+from typing import Any, Callable, Literal, Mapping, Optional, Sequence
 
 import openai
 from pydantic import BaseModel, ConfigDict, Field
@@ -74,6 +74,7 @@ class TrainerSettings(BaseModel):
     target_modules: str = Field(default=_LORA["target_modules"].default, description="peft target_modules: 'all-linear' or a regex over module names")
     warmup_steps: float = _LORA["warmup_steps"]
     save_steps: int = _LORA["save_steps"]
+    target_loss: Literal["mode", "survey_distribution"] = _LORA["target_loss"]
     api_key: Optional[str] = Field(default=None, description="Secret for kind='openai'; empty: $OPENAI_API_KEY.")
     base_url: str = Field(default="", description="OpenAI-compatible base URL; empty: $OPENAI_BASE_URL, else OpenAI.")
     price_per_million_tokens: Optional[float] = _OPENAI["price_per_million_tokens"]
@@ -111,18 +112,28 @@ class TrainerSettings(BaseModel):
         log: Callable[[str], None],
         asset_key: str | None = None,
         partition_key: str | None = None,
+        distributions: tuple[Sequence[Mapping[str, float]] | None, Sequence[Mapping[str, float]] | None] = (None, None),
     ) -> FittedModel:
-        """Train locally, or advance the OpenAI job one step (raising FineTuningPending while it runs)."""
+        """Train locally, or advance the OpenAI job one step (raising FineTuningPending while it runs).
+
+        `distributions`: the train and validation rows' survey distributions, the targets of `target_loss="survey_distribution"`.
+        """
         base_model = self.resolved_base_model()
         if self.kind == "local":
             params = self.lora_hyperparameters()
             adapter = train_lora(
                 base_model, train_rows, self.models_root(), model_key, params,
                 validation_rows=validation_rows, chat_template=self.chat_template, progress=log,
+                train_distributions=distributions[0], validation_distributions=distributions[1],
             )
             log(f"{model_key}: adapter {adapter.path} ({'reused' if adapter.reused else 'trained'}, step {adapter.manifest['global_step']})")
             return FittedModel("local", adapter.manifest["base_model"], str(adapter.path), None, adapter.artifact_hash,
                                {**params.model_dump(mode="json"), "lora_config": adapter.manifest["lora_config"]}, adapter.manifest)
+        if self.target_loss != "mode":
+            raise InputError(
+                "trainer settings", f"target_loss={self.target_loss!r} needs the local trainer; OpenAI fine-tuning trains on the answer text only",
+                field="target_loss",
+            )
         settings = self.openai_settings(model_key)
         jobs = FineTuningJobs(self.openai_client(), warehouse, log)
         outcome = jobs.advance(model_key, train_rows, settings, validation_rows, asset_key=asset_key, partition_key=partition_key)

@@ -43,6 +43,7 @@ from culture_assets.survey.questions import WVSQuestion
 
 STEPS = ("seed", "paraphrase", "synonym")
 ANSWER_INSTRUCTION = "Answer with the number of one option only."
+OPTIONS_LABEL = "Options"
 
 TRAINING_SET_SCHEMA = {
     "sample_id": pl.String,
@@ -53,6 +54,7 @@ TRAINING_SET_SCHEMA = {
     "answer": pl.String,
     "culture": pl.String,
     "target": pl.String,
+    "survey_distribution_json": pl.String,  # {answer: share} over the question's options: the soft-label loss's target
 }
 
 
@@ -171,14 +173,25 @@ def system_prompt(culture: Culture, language: PromptLanguage) -> str:
     return culture.system_prompt.native if language is PromptLanguage.NATIVE else culture.system_prompt.english
 
 
-def user_prompt(text: str, question: WVSQuestion) -> str:
-    return f"{text}\nOptions: {question.option_text()}\n{ANSWER_INSTRUCTION}"
+def user_prompt(text: str, question: WVSQuestion, translations: Mapping[str, str] | None = None) -> str:
+    """The question, its options and the answer instruction. With `translations` (English -> the culture's
+    language; `prompt_texts` lists what it needs) the options' label, their labels and the instruction are
+    translated too, the option numbers stay: the answer is the same number in both languages."""
+    if translations is None:
+        return f"{text}\n{OPTIONS_LABEL}: {question.option_text()}\n{ANSWER_INSTRUCTION}"
+    options = " ".join(f"{code}. {translations[label]}" for code, label in sorted(question.options.items()))
+    return f"{text}\n{translations[OPTIONS_LABEL]}: {options}\n{translations[ANSWER_INSTRUCTION]}"
 
 
-def chat_messages(system: str, text: str, question: WVSQuestion, answer: str) -> list[dict[str, str]]:
+def prompt_texts(question: WVSQuestion) -> list[str]:
+    """The English texts of a question's prompt besides the question itself: what a native-language prompt translates."""
+    return [OPTIONS_LABEL, *question.options.values(), ANSWER_INSTRUCTION]
+
+
+def chat_messages(system: str, text: str, question: WVSQuestion, answer: str, translations: Mapping[str, str] | None = None) -> list[dict[str, str]]:
     return [
         {"role": "system", "content": system},
-        {"role": "user", "content": user_prompt(text, question)},
+        {"role": "user", "content": user_prompt(text, question, translations)},
         {"role": "assistant", "content": answer},
     ]
 
@@ -231,8 +244,9 @@ def build_training_set(
 ) -> pl.DataFrame:
     """Rows of the training_set contract for one culture (see the module docstring for the choices).
 
-    With `question_language` native, each question text is replaced by its entry in `translations`
-    (English text -> the culture's language); a text without one is left out, so the caller reports it.
+    With `question_language` native, each question text, its options and the answer instruction are replaced
+    by their entries in `translations` (English text -> the culture's language, see `prompt_texts`); a row
+    missing one is left out, so the caller reports it.
     """
     by_id = {q.id: q for q in questions}
     check_augmented(augmented, by_id)
@@ -273,11 +287,12 @@ def build_training_set(
         raise InputError("training_set", f"{culture.key}: native-language questions need translations", field="question_language")
     rows = []
     for row in pl.concat([trainable.drop("_within", "_rank"), heldout_rows], how="vertical").iter_rows(named=True):
+        question = by_id[row["question_id"]]
         text = translations.get(row["text"]) if native else row["text"]
-        if text is None:
+        if text is None or (native and any(t not in translations for t in prompt_texts(question))):
             continue
         answer, target = _answer(row, spec)
-        messages = chat_messages(system, text, by_id[row["question_id"]], answer)
+        messages = chat_messages(system, text, question, answer, translations if native else None)
         rows.append(
             {
                 "sample_id": row["sample_id"],
@@ -288,9 +303,22 @@ def build_training_set(
                 "answer": answer,
                 "culture": culture.key,
                 "target": target,
+                "survey_distribution_json": json.dumps(survey_distribution(row["codes"], row["distribution"])),
             }
         )
     return pl.DataFrame(rows, schema=TRAINING_SET_SCHEMA)
+
+
+def survey_distribution(codes: Sequence[int], distribution: Sequence[float]) -> dict[str, float]:
+    """The culture's answer shares keyed by the answer text a sample trains (the option code)."""
+    return {str(code): float(share) for code, share in zip(codes, distribution)}
+
+
+def split_distributions(table: pl.DataFrame, split: str) -> list[dict[str, float]] | None:
+    """The survey distribution of each row of one split, in `split_rows` order; None for a table built before the column existed."""
+    if "survey_distribution_json" not in table.columns:
+        return None
+    return [json.loads(d) for d in table.filter(pl.col("split") == split)["survey_distribution_json"].to_list()]
 
 
 def available_variants(augmented: pl.DataFrame, answers: pl.DataFrame, heldout: set[str], steps: Sequence[str]) -> int:

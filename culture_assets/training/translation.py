@@ -1,10 +1,12 @@
 """Survey questions translated into a culture's language for the native-language ablation.
 
 The paper's native arm trains on the questions in the culture's language and finds that English
-as a unified input does better; the system prompt is the same as in the English arm, so the arms
-differ in the language of the questions only. Each translation is made by the generator (cached
-like every LLM call) and checked by translating it back to English: the cosine between the
-original and the back-translation is recorded, so a poor translation is visible.
+as a unified input does better. Here the whole user turn is translated: the question, its answer
+options and the instruction (`training_set.prompt_texts`), the option numbers kept; the system
+prompt is the same as in the English arm, so the arms differ in the language of the user turn
+only. Each translation is made by the generator (cached like every LLM call) and checked by
+translating it back to English: the cosine between the original and the back-translation is
+recorded, so a poor translation is visible.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ PARAMS = {"temperature": 0, "max_tokens": 256, "response_format": {"type": "json
 def translation_messages(text: str, target_language: str) -> Messages:
     user = (
         f"Translate this survey item into {target_language}. Keep its meaning and its form (a statement stays a "
-        f'statement, a question a question).\n\nItem: "{text}"\n\nReply as JSON: {{"translation": "..."}}'
+        f"statement, a question a question, an answer option or an instruction stays one; keep any numbers)."
+        f'\n\nItem: "{text}"\n\nReply as JSON: {{"translation": "..."}}'
     )
     return [{"role": "system", "content": JSON_SYSTEM}, {"role": "user", "content": user}]
 

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, TrainerCallback
+from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, TrainerCallback
 
 from culture_assets.errors import InputError
 from culture_assets.survey.questions import load_questions
@@ -14,10 +15,13 @@ from culture_assets.training.lora import (
     IGNORE_INDEX,
     MANIFEST,
     LoraHyperParameters,
+    _OptionTargetCollator,
     directory_hash,
     encode_chat,
+    encode_with_distribution,
     load_adapter_model,
     load_tokenizer,
+    survey_distribution_loss,
     train_lora,
 )
 from culture_assets.training.training_set import chat_messages
@@ -172,3 +176,106 @@ def test_bad_inputs_give_clear_errors(tiny_model_dir, tmp_path):
     from culture_assets.tiny_model import CHAT_TEMPLATE
 
     assert load_tokenizer(no_template, chat_template=CHAT_TEMPLATE).chat_template == CHAT_TEMPLATE
+
+
+def skewed(codes: list[int], favourite: int) -> dict[str, float]:
+    """A survey distribution over `codes` with half the mass on `favourite` and the rest spread evenly."""
+    rest = 0.5 / (len(codes) - 1)
+    return {str(c): 0.5 if c == favourite else rest for c in codes}
+
+
+def distribution_rows(n: int = 8) -> tuple[list[list[dict[str, str]]], list[dict[str, float]]]:
+    """Rows whose target distribution is not their answer's one-hot: the answer is the lowest code, the mass peaks on the second."""
+    chosen = [q for q in QUESTIONS if len(q.options) >= 3][:n]
+    rows = [chat_messages("You are a German chatbot.", q.text, q, str(q.valid_codes[0])) for q in chosen]
+    return rows, [skewed(q.valid_codes, q.valid_codes[1]) for q in chosen]
+
+
+def option_log_probs(model, encoded: dict) -> torch.Tensor:
+    """The model's log-probabilities of the options' tokens at the option position of one encoded row."""
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([encoded["input_ids"]])).logits[0]
+    first_answer = next(i for i, label in enumerate(encoded["labels"]) if label != IGNORE_INDEX)
+    return logits[first_answer - 1 + encoded["option_offset"]].log_softmax(-1)[encoded["option_token_ids"]]
+
+
+def option_kl(model, tokenizer, rows, distributions) -> float:
+    """Mean KL(survey distribution || the model's distribution renormalised over the options' tokens)."""
+    model.eval()
+    total = 0.0
+    for messages, distribution in zip(rows, distributions):
+        encoded = encode_with_distribution(tokenizer, messages, distribution, 512)
+        model_shares = option_log_probs(model, encoded).softmax(-1).tolist()
+        total += sum(q * math.log(q / p) for q, p in zip(encoded["option_targets"], model_shares) if q > 0)
+    return total / len(rows)
+
+
+def test_survey_distribution_loss_equals_a_hand_computation(tiny_model_dir):
+    tokenizer = load_tokenizer(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    ten_point = next(q for q in QUESTIONS if q.valid_codes == list(range(1, 11)))
+    four = next(q for q in QUESTIONS if len(q.options) == 4)
+    ten_shares = {str(c): c / 55 for c in range(1, 11)}
+    rows = [
+        (chat_messages("sys", ten_point.text, ten_point, "10"), ten_shares),
+        (chat_messages("You are a German chatbot.", four.text, four, "2"), {"1": 0.1, "2": 0.2, "3": 0.3, "4": 0.4}),
+    ]
+    encoded = [encode_with_distribution(tokenizer, m, d, 512) for m, d in rows]
+    # the tiny tokenizer, like Qwen's, writes 10 as '1' '0': options 1 and 10 share the option token, their shares summed
+    assert len(encoded[0]["option_token_ids"]) == 9 and tokenizer.decode(encoded[0]["option_token_ids"][:1]) == "1"
+    assert encoded[0]["option_targets"][0] == pytest.approx((1 + 10) / 55)
+
+    expected_total, expected_count = 0.0, 0
+    for item in encoded:
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([item["input_ids"]])).logits[0]
+        positions = [t for t in range(len(item["labels"]) - 1) if item["labels"][t + 1] != IGNORE_INDEX]
+        for t in positions:
+            log_probs = logits[t].log_softmax(-1).tolist()
+            if t == positions[item["option_offset"]]:
+                expected_total += sum(q * (math.log(q) - log_probs[token]) for token, q in zip(item["option_token_ids"], item["option_targets"]))
+            else:
+                expected_total -= log_probs[item["labels"][t + 1]]
+        expected_count += len(positions)
+
+    batch = _OptionTargetCollator(DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX, padding=True))(encoded)
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    loss = survey_distribution_loss(logits, batch["labels"], batch["option_offset"], batch["option_token_ids"], batch["option_targets"])
+    assert loss.item() == pytest.approx(expected_total / expected_count, rel=1e-5)
+
+    # with all the mass on the row's own answer the loss is the ordinary cross-entropy on the answer tokens
+    one_hot = encode_with_distribution(tokenizer, rows[1][0], {"1": 0.0, "2": 1.0, "3": 0.0, "4": 0.0}, 512)
+    batch = _OptionTargetCollator(DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX, padding=True))([one_hot])
+    with torch.no_grad():
+        out = model(input_ids=batch["input_ids"], labels=batch["labels"])
+    soft = survey_distribution_loss(out.logits, batch["labels"], batch["option_offset"], batch["option_token_ids"], batch["option_targets"])
+    assert soft.item() == pytest.approx(out.loss.item(), rel=1e-5)
+
+
+def test_survey_distribution_training_moves_the_option_distribution_to_the_survey(tiny_model_dir, tmp_path):
+    rows, distributions = distribution_rows()
+    tokenizer = load_tokenizer(tiny_model_dir)
+    before = option_kl(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tokenizer, rows, distributions)
+    params = fast(max_steps=16, target_loss="survey_distribution")
+    soft = train_lora(str(tiny_model_dir), rows, tmp_path, "soft", params, train_distributions=distributions)
+    after = option_kl(load_adapter_model(soft.path)[0], tokenizer, rows, distributions)
+    # the mode target (each row's answer, the lowest code) pulls the same model away from the survey's peak
+    mode = train_lora(str(tiny_model_dir), rows, tmp_path, "mode", fast(max_steps=16))
+    after_mode = option_kl(load_adapter_model(mode.path)[0], tokenizer, rows, distributions)
+    print(f"option KL before {before:.4f}, after survey_distribution {after:.4f}, after mode {after_mode:.4f}")
+    assert after < before * 0.5 and after < after_mode, (before, after, after_mode)
+    assert soft.manifest["hyperparameters"]["target_loss"] == "survey_distribution"
+
+    with pytest.raises(InputError, match="needs the survey distribution of every train row"):
+        train_lora(str(tiny_model_dir), rows, tmp_path, "soft", params)
+    with pytest.raises(InputError, match="the answer '1' among them"):
+        encode_with_distribution(tokenizer, rows[0], {"2": 1.0}, 512)
+
+
+def test_the_survey_distribution_loss_needs_the_local_trainer():
+    from culture_assets.training.trainer import TrainerSettings
+
+    settings = TrainerSettings(kind="openai", base_model="gpt-4o-mini-2024-07-18", target_loss="survey_distribution")
+    with pytest.raises(InputError, match="target_loss='survey_distribution' needs the local trainer"):
+        settings.fit("german-default", samples(2), [], warehouse=None, log=print)

@@ -24,6 +24,10 @@ from culture_assets.training.lora import MANIFEST, directory_hash, load_adapter_
 from culture_assets.resources.training import TrainerResource
 from culture_assets_tests.fake_openai import install_fine_tuning_routes
 from culture_assets_tests.training.samples import augmented_questions as sample_rows
+from culture_assets.survey.questions import load_questions
+from culture_assets.training.training_set import ANSWER_INSTRUCTION, OPTIONS_LABEL
+
+QUESTIONS = {q.id: q for q in load_questions()}
 
 
 @dg.asset(group_name="augmentation", description="Stand-in for the augmentation stage's output (hand-made variants).")
@@ -103,6 +107,12 @@ def test_training_sets_culture_models_and_culturellm_one(tiny_model_dir, data_ho
     again = run([culture_model], data_home, trainer, instance, "german").output_for_node("culture_model")
     assert again["adapter_path"] == german["adapter_path"] and again["artifact_hash"] == german["artifact_hash"]
 
+    # the trainer's soft-label loss: targets are the training set's survey distributions, a different adapter
+    soft_trainer = TrainerResource(**{**trainer.model_dump(), "target_loss": "survey_distribution"})
+    soft = run([culture_model], data_home, soft_trainer, instance, "german").output_for_node("culture_model")
+    assert soft["adapter_path"] != german["adapter_path"]
+    assert json.loads((Path(soft["adapter_path"]) / MANIFEST).read_text())["hyperparameters"]["target_loss"] == "survey_distribution"
+
 
 def test_ablation_models_are_materialized_per_culture_and_variant(tiny_model_dir, data_home, fake_openai):
     fake_openai.chat_reply = augmentation_chat_reply
@@ -126,6 +136,15 @@ def test_ablation_models_are_materialized_per_culture_and_variant(tiny_model_dir
     questions = {arm: [json.loads(m)[1]["content"] for m in sets[arm]["messages_json"]] for arm in ("prompt_english", "prompt_native")}
     assert all(q.startswith("[Korean] ") for q in questions["prompt_native"]) and len(questions["prompt_native"]) == len(questions["prompt_english"])
     assert not any("[Korean]" in q for q in questions["prompt_english"])
+    # the options and the instruction are translated too, the option numbers kept; the answers are the English arm's
+    native_rows = sets["prompt_native"].sort("sample_id").iter_rows(named=True)
+    for native, english in zip(native_rows, sets["prompt_english"].sort("sample_id").iter_rows(named=True)):
+        question = QUESTIONS[native["question_id"]]
+        user = json.loads(native["messages_json"])[1]["content"]
+        options = " ".join(f"{code}. [Korean] {label}" for code, label in sorted(question.options.items()))
+        assert user.endswith(f"\n[Korean] {OPTIONS_LABEL}: {options}\n[Korean] {ANSWER_INSTRUCTION}"), user
+        assert native["answer"] == english["answer"] and native["sample_id"] == english["sample_id"]
+    assert all(f"\n{OPTIONS_LABEL}: " in q and q.endswith(ANSWER_INSTRUCTION) for q in questions["prompt_english"])
     assert metadata["prompt_native"]["untranslated_texts"].value == 0
     assert metadata["prompt_native"]["back_translation_similarity_min"].value > 0.99  # the fake's back-translation restores the text
     sent = fake_openai.count(r"/chat/completions")

@@ -20,6 +20,7 @@ from culture_assets.training.training_set import (
     UnfillableSize,
     build_training_set,
     heldout_questions,
+    split_distributions,
     training_set_version,
 )
 from culture_assets_tests.training.samples import augmented_questions
@@ -55,6 +56,10 @@ def test_rows_pair_each_variant_with_the_modal_answer_in_chat_format(chinese_sur
     assert messages[1]["content"].startswith("In your opinion:") or messages[1]["content"].startswith("Tell me honestly.")
     assert messages[2]["content"] == row["answer"] == str(modal[row["question_id"]])
     assert set(table["split"]) == {"train"} and set(table["culture"]) == {"chinese"}
+    # every row carries the culture's answer distribution over the options: the soft-label loss's target
+    surveyed = chinese_survey.filter(pl.col("question_id") == row["question_id"]).row(0, named=True)
+    assert json.loads(row["survey_distribution_json"]) == {str(c): share for c, share in zip(surveyed["codes"], surveyed["distribution"])}
+    assert split_distributions(table, "train")[:3] == [json.loads(d) for d in table["survey_distribution_json"].head(3)]
 
 
 def test_never_asked_questions_are_excluded(chinese_survey):
