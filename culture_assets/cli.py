@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     dev.add_argument("--port", default="3000")
     for command in (run, dev):
         command.add_argument("--profile", choices=["default", "demo"], help="default: hub/endpoint models; demo: offline tiny-model wiring demo")
-        command.add_argument("--limit", type=int, help="laptop-sized run: at most N evaluation rows per dataset, N training steps and N seed questions augmented")
+        command.add_argument("--limit", type=int, help="laptop-sized run: at most N evaluation rows per dataset, N training steps, N seed questions augmented and two held-out-topic folds")
     args = parser.parse_args(argv)
     # the definitions read these when they load, in this process and in `dagster dev`
     if args.profile:

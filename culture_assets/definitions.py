@@ -31,13 +31,16 @@ augmentation_job = dg.define_asset_job(
 )
 culture_job = dg.define_asset_job(
     "culture_job",
-    selection=dg.AssetSelection.assets("seed_survey", "training_set", "culture_model", "eval_dataset", "culture_scores", "wvs_alignment"),
+    selection=dg.AssetSelection.assets(
+        "seed_survey", "training_set", "culture_model", "heldout_topic_training_set", "heldout_topic_model", "eval_dataset", "culture_scores",
+        "wvs_alignment",
+    ),
     description="One culture from its survey answers to its scores: backfill it per culture partition.",
 )
 culture_models_job = dg.define_asset_job(
     "culture_models_job",
-    selection=dg.AssetSelection.assets("training_set", "culture_model"),
-    description="A culture's training set and its fine-tuned model, per culture partition.",
+    selection=dg.AssetSelection.assets("training_set", "culture_model", "heldout_topic_training_set", "heldout_topic_model"),
+    description="A culture's training set and its fine-tuned model, and its held-out-topic models (one per fold), per culture partition.",
 )
 culturellm_one_job = dg.define_asset_job(
     "culturellm_one_job",
@@ -56,8 +59,8 @@ culture_scores_job = dg.define_asset_job(
 )
 culture_report_job = dg.define_asset_job(
     "culture_report_job",
-    selection=dg.AssetSelection.assets("culture_report"),
-    description="The paper's tables and figures from every culture's scores.",
+    selection=dg.AssetSelection.assets("cross_culture_alignment", "culture_report"),
+    description="The cross-culture alignment matrix, then the paper's tables and figures from every culture's scores.",
 )
 ablation_training_sets_job = dg.define_asset_job(
     "ablation_training_sets_job",

@@ -41,6 +41,7 @@ GENERATOR_ENV = "CULTURE_ASSETS_GENERATOR_MODEL"
 TRAINER_ENV = "CULTURE_ASSETS_TRAINER"
 DEFAULT_HUB_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 DEMO_TRAINING_STEPS = 6
+QUICK_FOLDS = ("Religious Values", "Ethical Values And Norms")
 T = TypeVar("T")
 
 
@@ -150,6 +151,9 @@ def asset_config_for(profile: Profile, limit: int | None = None) -> dict[str, di
         # offline: no NLI model to load; the meaning check is the LLM judge's
         config["SemanticFilterConfig"] = {"min_variants_per_question": 0, "nli_model": ""}
         config["ScoringConfig"] = {"n_resamples": 200}
+    if profile is Profile.DEMO or limit:
+        # held-out-topic folds: the demo trains one per culture (the alignment's wiring), a limited run two of the seven (a first look)
+        config["HeldoutTopicTrainingSetConfig"] = {"folds": list(QUICK_FOLDS[:1] if profile is Profile.DEMO else QUICK_FOLDS)}
     if limit:
         config["EvalDatasetConfig"] = {"sample_size": limit}
         config.setdefault("ParaphraseConfig", {})["max_questions"] = limit
@@ -175,7 +179,7 @@ def profile_default(config_class: str, field: str, default: T) -> T:
 # what each asset needs from the outside world, checked before a run starts
 NEEDS_BY_ASSET = {
     "paraphrases": "generator", "question_templates": "generator", "synonym_variants": "generator",
-    "culture_model": "base_model", "culturellm_one": "base_model", "ablation_model": "base_model",
+    "culture_model": "base_model", "culturellm_one": "base_model", "ablation_model": "base_model", "heldout_topic_model": "base_model",
     "evaluation_data": "eval_data", "eval_dataset": "eval_data",
 }
 

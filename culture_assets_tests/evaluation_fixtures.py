@@ -89,13 +89,14 @@ def api_record(culture: str, model_id: str) -> dict:
     }
 
 
-def model_record_assets(records: dict[str, dict], one: dict, heldout: list[str]) -> list[dg.AssetsDefinition]:
-    """Stand-ins for the training stage's `culture_model` and `culturellm_one` assets (they return the given records)
-    and `training_set` (only its held-out rows, on the `heldout` questions)."""
+def model_record_assets(records: dict[str, dict], one: dict, folds: list[str]) -> list[dg.AssetsDefinition]:
+    """Stand-ins for the training stage's `culture_model`, `culturellm_one` and `heldout_topic_model` assets (they return
+    the given records; each culture's held-out-topic models, one per topic in `folds`, are its culture model's record)."""
 
-    @dg.asset(name="training_set", partitions_def=culture_partitions(), group_name="training")
-    def training_set() -> pl.DataFrame:
-        return pl.DataFrame({"question_id": heldout, "split": ["heldout"] * len(heldout)})
+    @dg.asset(name="heldout_topic_model", partitions_def=culture_partitions(), group_name="training")
+    def heldout_topic_model(context: dg.AssetExecutionContext) -> dict:
+        culture = context.partition_key
+        return {"culture": culture, "folds": {topic: {**records[culture], "variant": f"heldout_{i}"} for i, topic in enumerate(folds)}}
 
     @dg.asset(name="culture_model", partitions_def=culture_partitions(), group_name="training")
     def culture_model(context: dg.AssetExecutionContext) -> dict:
@@ -105,4 +106,4 @@ def model_record_assets(records: dict[str, dict], one: dict, heldout: list[str])
     def culturellm_one() -> dict:
         return one
 
-    return [training_set, culture_model, culturellm_one]
+    return [heldout_topic_model, culture_model, culturellm_one]

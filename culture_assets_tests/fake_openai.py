@@ -164,7 +164,10 @@ class FakeOpenAI:
         """OpenAI's logprobs object for the first answer token, when asked for and configured."""
         if not body.get("logprobs") or self.chat_top_logprobs is None:
             return None
-        alternatives = sorted(self.chat_top_logprobs(body).items(), key=lambda item: -item[1])[: int(body.get("top_logprobs") or 1)]
+        offered = self.chat_top_logprobs(body)
+        if not offered:  # this request gets none, as from an endpoint that does not return them
+            return None
+        alternatives = sorted(offered.items(), key=lambda item: -item[1])[: int(body.get("top_logprobs") or 1)]
         top = [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in alternatives]
         return {"content": [{**top[0], "top_logprobs": top}], "refusal": None}
 

@@ -40,8 +40,8 @@ RUNS = """{ runsOrError(filter: {tags: [{key: "culture_assets/profile", value: "
 REEXECUTE = """mutation($parent: String!) { launchPipelineReexecution(reexecutionParams: {parentRunId: $parent, strategy: ALL_STEPS}) {
   __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"""
 RUN_STATUS = """query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"""
-COVERAGE_CHECK = """{ assetChecksOrError(assetKey: {path: ["augmented_questions"]}, checkName: "every_question_covered") { ... on AssetChecks {
-  checks { name executionForLatestMaterialization { status evaluation { severity success } } } } } }"""
+COVERAGE_CHECK = """{ assetNodes(assetKeys: [{path: ["augmented_questions"]}]) { assetChecksOrError { ... on AssetChecks {
+  checks { name executionForLatestMaterialization { status evaluation { severity success } } } } } } }"""
 
 
 @pytest.fixture
@@ -133,5 +133,6 @@ def test_default_profile_end_to_end_with_the_local_generator(default_env):
     lineage = Warehouse(home / "warehouse.duckdb").query("SELECT count(*) AS candidates, count(DISTINCT step) AS steps FROM sample_lineage WHERE step <> 'seed'")
     assert lineage["candidates"][0] > 0 and lineage["steps"][0] >= 2  # the local generator's replies reached the filter
     with WorkspaceLauncher(ROOT, home / "logs" / "graphql.log") as server:
-        check = graphql(server.url, COVERAGE_CHECK)["assetChecksOrError"]["checks"][0]["executionForLatestMaterialization"]
+        [node] = graphql(server.url, COVERAGE_CHECK)["assetNodes"]
+        check = next(c for c in node["assetChecksOrError"]["checks"] if c["name"] == "every_question_covered")["executionForLatestMaterialization"]
     assert check["evaluation"]["severity"] == "WARN" and check["evaluation"]["success"] is False

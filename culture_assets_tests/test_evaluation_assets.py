@@ -3,25 +3,30 @@
 import json
 
 import dagster as dg
+import numpy as np
 import polars as pl
 import pytest
 
-from culture_assets.assets.evaluation import culture_scores, eval_dataset, wvs_alignment
+from culture_assets.assets.evaluation import cross_culture_alignment, culture_scores, eval_dataset, wvs_alignment
 from culture_assets.assets.reports import culture_report
+from culture_assets.cultures import load_registry
 from culture_assets.assets.survey import seed_survey, wvs_questions, wvs_wave
 from culture_assets.evaluation.report import TINY_WARNING
 from culture_assets.resources.evaluation import EvalDataResource
 from culture_assets.resources.llm import LLMResource
 from culture_assets.io_manager import ArtifactIOManager
 from culture_assets.resources import SurveySourceResource, WarehouseResource
+from culture_assets.resources.augment import EmbedderResource
 from culture_assets.store import Warehouse
 from culture_assets_tests.evaluation_fixtures import (
     YES_NO, api_record, local_record, make_adapter, model_record_assets, offensive_rows, with_culture_prompts, write_dataset,
 )
 
 CULTURES = ["english", "german"]
-HELDOUT = ["Q27", "Q28", "Q33"]
-EVAL_ASSETS = [eval_dataset, culture_scores, wvs_alignment]
+FOLDS = ["Religious Values", "Ethical Values And Norms"]  # Q169-Q170 and Q196-Q198
+HELDOUT = ["Q169", "Q170", "Q196", "Q197", "Q198"]
+ALIGNED = {"heldout_topic_model", "base", "base_culture_prompt", "nearest_trained_question", "pooled_cultures"}
+EVAL_ASSETS = [eval_dataset, culture_scores, wvs_alignment, cross_culture_alignment]
 
 
 def _resources(data_home, data_dir, manifests_dir, chat_url="http://127.0.0.1:9/v1"):
@@ -31,18 +36,24 @@ def _resources(data_home, data_dir, manifests_dir, chat_url="http://127.0.0.1:9/
         "survey_source": SurveySourceResource(),
         "eval_data": EvalDataResource(data_dir=str(data_dir), manifests_dir=str(manifests_dir)),
         "llm": LLMResource(base_url=chat_url, api_key="test-key", max_retries=3, backoff_base_s=0.01),
+        "embedder": EmbedderResource(),
     }
 
 
-def _run_all(records, one, resources, cultures=CULTURES):
+def _run_all(records, one, resources, cultures=CULTURES, matrix=True):
     instance = dg.DagsterInstance.ephemeral()
-    upstream = model_record_assets(records, one, HELDOUT)
+    upstream = model_record_assets(records, one, FOLDS)
     assets = [wvs_wave, wvs_questions, seed_survey, *upstream, *EVAL_ASSETS, culture_report]
     assert dg.materialize(assets, selection=["wvs_questions", "culturellm_one"], resources=resources, instance=instance).success
     for culture in cultures:
-        selection = ["seed_survey", "training_set", "culture_model", "eval_dataset", "culture_scores", "wvs_alignment"]
+        selection = ["seed_survey", "heldout_topic_model", "culture_model", "eval_dataset", "culture_scores", "wvs_alignment"]
         assert dg.materialize(assets, selection=selection, partition_key=culture, resources=resources, instance=instance).success
-    result = dg.materialize(assets, selection=["culture_report"], resources=resources, instance=instance)
+    # the matrix and the pooled baseline read every culture: the others get their survey and held-out-topic scores only
+    for culture in sorted(set(load_registry().keys) - set(cultures)) if matrix else []:
+        selection = ["seed_survey", "heldout_topic_model", "wvs_alignment"]
+        assert dg.materialize(assets, selection=selection, partition_key=culture, resources=resources, instance=instance).success
+    final = ["cross_culture_alignment", "culture_report"] if matrix else ["culture_report"]
+    result = dg.materialize(assets, selection=final, resources=resources, instance=instance)
     assert result.success
     return result
 
@@ -59,7 +70,7 @@ def test_tiny_local_models_scored_end_to_end_for_two_cultures(data_home, tmp_pat
         write_dataset(data_dir, manifests_dir, f"{culture}_offense", culture, offensive_rows(14))
         write_dataset(data_dir, manifests_dir, f"{culture}_threat", culture,
                       [{"tweet": f"threat {i}", "label": str(i % 2)} for i in range(10)], labels=YES_NO)
-    records = {c: local_record(c, tiny_model_dir, adapters[c]) for c in CULTURES}
+    records = {c: local_record(c, tiny_model_dir, adapters.get(c, adapters["one"])) for c in load_registry().keys}
     one = with_culture_prompts(local_record("all", tiny_model_dir, adapters["one"]), CULTURES)
     report = _run_all(records, one, _resources(data_home, data_dir, manifests_dir))
 
@@ -73,8 +84,18 @@ def test_tiny_local_models_scored_end_to_end_for_two_cultures(data_home, tmp_pat
     assert ((f1["ci_low"] <= f1["value"] + 1e-9) & (f1["value"] <= f1["ci_high"] + 1e-9) & (f1["value"] <= 1)).all()
     assert f1["config_hash"].n_unique() > 4
     wvs = metrics.filter(pl.col("dataset") == "wvs_heldout")
-    assert wvs.height == 2 * 4 * 3 and (wvs["n"] == 3).all()
+    # per culture: the held-out-topic models, the base model with and without the prompt, and the two baselines; 3 metrics
+    wvs = wvs.filter(pl.col("culture").is_in(CULTURES))
+    assert set(wvs["model"]) == ALIGNED and wvs.height == 2 * len(ALIGNED) * 3 and (wvs["n"] == len(HELDOUT)).all()
     assert wvs.filter(pl.col("metric") == "js_distance")["value"].is_between(0, 1).all()
+    per_question = pl.read_parquet(data_home / "assets" / "wvs_alignment" / "english.parquet")
+    assert set(per_question.filter(pl.col("model") == "heldout_topic_model")["question_id"]) == set(HELDOUT)
+    assert set(per_question.filter(pl.col("model") == "heldout_topic_model")["source"]) == {"loglik"}
+    # the cross-culture matrix: every model culture against every survey, in DuckDB and in the report
+    matrix = Warehouse(data_home / "warehouse.duckdb").query("SELECT * FROM alignment_matrix ORDER BY metric, model_culture, survey_culture")
+    cultures = load_registry().keys
+    assert matrix.height == len(cultures) ** 2 * 2 and set(matrix["model_culture"]) == set(matrix["survey_culture"]) == set(cultures)
+    assert (matrix.filter(pl.col("survey_culture").is_in(CULTURES))["n"] == len(HELDOUT)).all() and matrix.filter(pl.col("metric") == "js_distance")["value"].is_between(0, 1).all()
 
     # per-row predictions are the asset's value; the stored metric is the F1 of those predictions
     predictions = pl.read_parquet(data_home / "assets" / "culture_scores" / "english.parquet")
@@ -102,13 +123,15 @@ def test_tiny_local_models_scored_end_to_end_for_two_cultures(data_home, tmp_pat
     record = report.asset_value("culture_report")
     page = open(record["html"], encoding="utf-8").read()
     assert record["tiny_demo"] and TINY_WARNING in page and "english_threat" in page
-    assert {p.rsplit("/", 1)[1] for p in record["plots"]} == {"differences.png", "f1_by_culture.png", "f1_by_task.png", "wvs_alignment.png"}
+    assert {p.rsplit("/", 1)[1] for p in record["plots"]} == {"differences.png", "f1_by_culture.png", "f1_by_task.png", "wvs_alignment.png", "alignment_matrix.png"}
+    matrix_section = page.split("<h2>Cross-culture alignment matrix</h2>")[1].split("</table>")[0]
+    assert matrix_section.count("<tr>") == 1 + matrix.height and "model_culture" in matrix_section
     assert all(open(p, "rb").read(4) == b"\x89PNG" for p in record["plots"])
     # provenance first, then the comparisons; the UI's markdown carries the same figures as images
     headings = [h.split("</h2>")[0] for h in page.split("<h2>")[1:]]
     assert headings[:2] == ["What produced this report", "Paired differences between models"]
     markdown = report.asset_materializations_for_node("culture_report")[0].metadata["report"].value
-    assert markdown.count("data:image/png;base64,") == 4 and "git commit" in markdown
+    assert markdown.count("data:image/png;base64,") == 5 and "git commit" in markdown
     for fact in ("| profile |", "| survey weighted (W_WEIGHT) |", "english 24 rows / 2 sets", "german 24 rows / 2 sets", "| evaluation rows in total | 48 |"):
         assert fact in markdown, fact
 
@@ -120,9 +143,8 @@ def test_a_run_with_another_sample_size_does_not_mix_into_the_report(data_home, 
     one = with_culture_prompts(local_record("all", tiny_model_dir, adapters["one"]), ["english"])
     resources = _resources(data_home, data_dir, manifests_dir)
     instance = dg.DagsterInstance.ephemeral()
-    assets = [*model_record_assets(records, one, HELDOUT), eval_dataset, culture_scores, culture_report]
+    assets = [*model_record_assets(records, one, FOLDS), eval_dataset, culture_scores, culture_report]
     assert dg.materialize(assets, selection=["culturellm_one"], resources=resources, instance=instance).success
-    assert dg.materialize(assets, selection=["training_set"], partition_key="english", resources=resources, instance=instance).success
     store = Warehouse(data_home / "warehouse.duckdb")
     reports = []
     for limit in (None, 6):
@@ -160,16 +182,21 @@ def test_chat_api_models_with_bad_inputs_score_what_they_can(data_home, tmp_path
     def reply(body):
         model, text = body["model"], body["messages"][-1]["content"]
         if "Answer with the number" in text:
-            return "2" if model == "ft-culture" else "maybe"
+            return "2" if model in ("ft-culture", "ft-german") else "maybe"
         if model == "ft-one":
             return "I cannot say."  # never a label: all invalid
         return "Offensive." if any(w in text for w in ("awful", "idiot", "go away", "hate")) else "not offensive"
 
+    def top_logprobs(body):
+        # only the German model's endpoint returns log-probabilities (of the answer codes); the others do not
+        return {"1": -2.0, "2": -0.5, "3": -1.5, "4": -3.0} if body["model"] == "ft-german" and "Answer with the number" in body["messages"][-1]["content"] else {}
+
     fake_openai.chat_reply = reply
-    records = {c: api_record(c, "ft-culture") for c in CULTURES}
+    fake_openai.chat_top_logprobs = top_logprobs
+    records = {c: api_record(c, "ft-german" if c == "german" else "ft-culture") for c in CULTURES}
     one = api_record("all", "ft-one")
     resources = _resources(data_home, data_dir, manifests_dir, fake_openai.base_url)
-    _run_all(records, one, resources)
+    _run_all(records, one, resources, matrix=False)  # the matrix is the local test's
 
     store = Warehouse(data_home / "warehouse.duckdb")
     status = {r["dataset"]: r for r in store.query("SELECT * FROM eval_dataset_status WHERE culture = 'english'").iter_rows(named=True)}
@@ -192,12 +219,18 @@ def test_chat_api_models_with_bad_inputs_score_what_they_can(data_home, tmp_path
     assert (row("culturellm_one", "english_good")["value"], row("culturellm_one", "english_good")["invalid_rate"]) == (0.0, 1.0)
     wvs = store.query("SELECT * FROM metrics WHERE dataset = 'wvs_heldout' AND culture = 'english' AND metric = 'js_distance'")
     assert wvs.filter(pl.col("model") == "base")["invalid_rate"][0] == 1.0
-    assert wvs.filter(pl.col("model") == "culture_model")["invalid_rate"][0] == 0.0
+    assert wvs.filter(pl.col("model") == "heldout_topic_model")["invalid_rate"][0] == 0.0
+    # distributions from the endpoint's log-probabilities where it returns them, else the one answer (one-hot); said per question
+    sources = {c: pl.read_parquet(data_home / "assets" / "wvs_alignment" / f"{c}.parquet").filter(pl.col("model") == "heldout_topic_model") for c in CULTURES}
+    assert set(sources["english"]["source"]) == {"answer"} and sources["english"]["model_distribution"][0].to_list() == [0.0, 1.0, 0.0, 0.0]
+    assert set(sources["german"]["source"]) == {"logprobs"}
+    expected = np.exp([-2.0, -0.5, -1.5, -3.0]) / np.exp([-2.0, -0.5, -1.5, -3.0]).sum()
+    assert sources["german"]["model_distribution"][0].to_list() == pytest.approx(expected.tolist())
 
     # a re-run is served from the cache: the fake server sees no new chat request
     sent = fake_openai.count(r"/chat/completions")
     instance = dg.DagsterInstance.ephemeral()
-    upstream = model_record_assets(records, one, HELDOUT)
+    upstream = model_record_assets(records, one, FOLDS)
     assets = [wvs_wave, wvs_questions, seed_survey, *upstream, *EVAL_ASSETS]
     dg.materialize(assets, selection=["culturellm_one"], resources=resources, instance=instance)
     assert dg.materialize(assets, selection=["seed_survey", "culture_model", "eval_dataset", "culture_scores"],

@@ -5,10 +5,19 @@ import dagster as dg
 import polars as pl
 
 from culture_assets.cultures import load_registry
-from culture_assets.evaluation.alignment import ALIGNMENT_METRICS, align_culture, survey_targets
+from culture_assets.evaluation.alignment import (
+    ALIGNMENT_METRICS,
+    HELDOUT_TOPIC_MODEL,
+    POOLED,
+    align_culture,
+    cross_culture_matrix,
+    diagonal_wins,
+    pooled_baseline,
+    survey_targets,
+)
 from culture_assets.evaluation.cache import EvalCache
 from culture_assets.evaluation.loader import DatasetStatus, EvalSampleSettings, load_datasets
-from culture_assets.evaluation.models import Role, models_under_test, trained_model
+from culture_assets.evaluation.models import Role, base_models, models_under_test, trained_model
 from culture_assets.evaluation.chat import chat_runner
 from culture_assets.evaluation.download import LICENSE_NOTE, dataset_provenance, download_evaluation_data, progress_logger
 from culture_assets.resources.evaluation import EvalDataResource
@@ -21,6 +30,7 @@ from culture_assets.evaluation.suite import AVERAGE, MAJORITY, STRATIFIED, Boots
 from culture_assets.evaluation.store import write_culture_evaluation, write_dataset_status, write_metrics
 from culture_assets.markdown import markdown_table
 from culture_assets.partitions import ABLATION_PARTITIONS, CULTURES
+from culture_assets.resources.augment import EmbedderResource
 from culture_assets.resources.llm import LLMResource
 from culture_assets.resources import WarehouseResource, library_settings
 from culture_assets.settings import data_home
@@ -29,7 +39,6 @@ from culture_assets.store import Warehouse
 from culture_assets.store.warehouse import WRITER_POOL
 from culture_assets.survey.questions import questions_from_table
 from culture_assets.training.model_record import ModelRecord
-from culture_assets.training.training_set import heldout_question_ids
 
 GROUP = "evaluation"
 
@@ -285,46 +294,94 @@ def _culture_model_check(comparisons: pl.DataFrame) -> dg.AssetCheckResult:
     group_name=GROUP,
     kinds={"pytorch", "openai", "duckdb", "parquet"},
     partitions_def=CULTURES,
-    ins={
-        "culture_model": dg.AssetIn(), "culturellm_one": dg.AssetIn(), "seed_survey": dg.AssetIn(), "training_set": dg.AssetIn(),
-        "wvs_questions": dg.AssetIn(),
-    },
-    description="Held-out WVS questions: Jensen-Shannon and Wasserstein distance to the survey and modal accuracy, for the four models.",
+    description="Held-out WVS topics: each held-out-topic model on the topic it never saw, beside the base model (with and without "
+    "the culture prompt) and the nearest-trained-question baseline: Jensen-Shannon and Wasserstein distance to the survey, modal accuracy.",
 )
 def wvs_alignment(
     context: dg.AssetExecutionContext,
     config: ScoringConfig,
-    culture_model: dict,
-    culturellm_one: dict,
+    heldout_topic_model: dict,
     seed_survey: pl.DataFrame,
-    training_set: pl.DataFrame,
     wvs_questions: pl.DataFrame,
+    embedder: EmbedderResource,
     llm: LLMResource,
     warehouse: WarehouseResource,
 ) -> dg.Output:
     culture = load_registry().get(context.partition_key)
-    records = ModelRecord.from_stored(culture_model, "culture_model"), ModelRecord.from_stored(culturellm_one, "culturellm_one")
-    models = models_under_test(culture.key, *records, culture.system_prompt.english)
-    heldout = heldout_question_ids(training_set)
-    targets = survey_targets(seed_survey, heldout)
-    skipped = sorted(set(heldout) - set(targets))
-    if skipped:
-        context.log.warning(f"held-out questions not in the survey or never asked in {culture.display_name}, left out: {skipped}")
+    records = heldout_topic_model["folds"]
+    if not records:
+        raise dg.Failure(description=f"{culture.display_name}: heldout_topic_model holds no fold model; materialize it with at least one fold")
+    stored = {topic: ModelRecord.from_stored(record, f"heldout_topic_model[{topic}]") for topic, record in records.items()}
+    fold_models = {topic: trained_model(record, Role.CULTURE_MODEL) for topic, record in stored.items()}
+    bases = base_models(next(iter(fold_models.values())), culture.system_prompt.english)
+    questions = questions_from_table(wvs_questions)
+    targets = survey_targets(seed_survey)
     store = warehouse.get()
-    chat = _chat_runners(llm, store, context, *records)
+    chat = _chat_runners(llm, store, context, *stored.values())
     metrics, per_question = align_culture(
-        culture.key, models, questions_from_table(wvs_questions), targets, EvalCache(store), chat, config.settings(), config.bootstrap(),
-        run_config=config.recorded(pl.DataFrame()), log=context.log.info,
+        culture.key, fold_models, bases, questions, targets, embedder.get().encode, EvalCache(store), chat, config.settings(),
+        config.bootstrap(), run_config=config.recorded(pl.DataFrame()), log=context.log.info,
     )
-    write_metrics(store, metrics, context.run.run_id, culture.key, list(ALIGNMENT_METRICS), [m.label for m in models])
+    write_metrics(store, metrics, context.run.run_id, culture.key, list(ALIGNMENT_METRICS), metrics["model"].unique().to_list())
+    never_asked = per_question.filter((pl.col("model") == HELDOUT_TOPIC_MODEL) & ~pl.col("asked"))["question_id"].to_list()
+    if never_asked:
+        context.log.warning(f"held-out questions never asked in {culture.display_name}, left out of its scores: {never_asked}")
+    sources = per_question.group_by("model", "source").len().sort("model", "source")
     return dg.Output(
         per_question,
         metadata={
             "culture": culture.display_name,
-            "heldout_questions": dg.MetadataValue.json(sorted(targets)),
-            "never_asked_heldout": dg.MetadataValue.json(skipped),
+            "heldout_topics": dg.MetadataValue.json(list(fold_models)),
+            "heldout_questions": dg.MetadataValue.json(per_question.filter(pl.col("model") == HELDOUT_TOPIC_MODEL)["question_id"].to_list()),
+            "never_asked_heldout": dg.MetadataValue.json(never_asked),
+            # loglik: local option log-likelihoods; logprobs: the endpoint's option-token log-probabilities; answer: one answer, one-hot
+            "distribution_source": dg.MetadataValue.md(markdown_table(sources)),
             "alignment": dg.MetadataValue.md(markdown_table(metrics.select("model", "metric", "value", "ci_low", "ci_high", "n", "invalid_rate"))),
-            "tiny_demo_model": any(m.tiny for m in models),
+            "tiny_demo_model": bool(metrics["tiny_model"].any()),
+        },
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"duckdb", "parquet"},
+    pool=WRITER_POOL,
+    ins={
+        "wvs_alignment": dg.AssetIn(partition_mapping=dg.AllPartitionMapping()),
+        "seed_survey": dg.AssetIn(partition_mapping=dg.AllPartitionMapping()),
+        "wvs_questions": dg.AssetIn(),
+    },
+    description="Culture A's held-out-topic models against culture B's survey on the held-out questions (the diagonal should win), "
+    "and each culture's pooled-other-cultures baseline; in DuckDB (alignment_matrix, metrics).",
+)
+def cross_culture_alignment(
+    context: dg.AssetExecutionContext,
+    config: ScoringConfig,
+    wvs_alignment: dict[str, pl.DataFrame],
+    seed_survey: dict[str, pl.DataFrame],
+    wvs_questions: pl.DataFrame,
+    warehouse: WarehouseResource,
+) -> dg.Output:
+    targets = {culture: survey_targets(table) for culture, table in seed_survey.items()}
+    answers = pl.concat([wvs_alignment[c] for c in sorted(wvs_alignment)], how="vertical")
+    by_id = {q.id: q for q in questions_from_table(wvs_questions)}
+    store = warehouse.get()
+    for culture in sorted(wvs_alignment):
+        # the questions and order this culture's models were summarised on, so the resamples are theirs
+        scored = set(wvs_alignment[culture].filter((pl.col("model") == HELDOUT_TOPIC_MODEL) & pl.col("asked"))["question_id"].to_list())
+        metrics, _ = pooled_baseline(culture, [q for q in by_id.values() if q.id in scored], targets, config.bootstrap())
+        write_metrics(store, metrics, context.run.run_id, culture, list(ALIGNMENT_METRICS), [POOLED])
+    matrix = cross_culture_matrix(answers.filter(pl.col("model") == HELDOUT_TOPIC_MODEL), {c: targets[c] for c in sorted(wvs_alignment)}, config.bootstrap())
+    store.replace_rows("alignment_matrix", matrix.with_columns(pl.lit(context.run.run_id).alias("run_id")), {})
+    wins = diagonal_wins(matrix)
+    return dg.Output(
+        matrix,
+        metadata={
+            "cultures": len(wvs_alignment),
+            "diagonal_wins": f"{int(wins['diagonal_wins'].sum())} of {wins.height} surveys are closest to their own culture's model (JS distance)",
+            "closest_model_per_survey": dg.MetadataValue.md(markdown_table(wins)),
+            "js_distance": dg.MetadataValue.md(markdown_table(
+                matrix.filter(pl.col("metric") == "js_distance").pivot(on="survey_culture", index="model_culture", values="value").sort("model_culture"))),
         },
     )
 

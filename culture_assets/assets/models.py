@@ -1,6 +1,7 @@
 """Models stage: one fine-tuned model per culture, CultureLLM-One on all cultures, and the ablation models."""
 
 import json
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -10,12 +11,56 @@ from culture_assets.cultures import load_registry
 from culture_assets.partitions import ABLATION_PARTITIONS, CULTURES
 from culture_assets.resources import WarehouseResource
 from culture_assets.training.ablations import fixed_optimizer_steps, trains_fixed_steps
-from culture_assets.training.model_record import lineage_row, model_key, model_record
+from culture_assets.training.model_record import ModelRecord, lineage_row, model_key, model_record
 from culture_assets.training.openai_jobs import PENDING, pending_jobs
 from culture_assets.resources.training import FineTuningPending, TrainerResource
-from culture_assets.training.training_set import split_distributions, split_rows
+from culture_assets.markdown import markdown_table
+from culture_assets.training.training_set import fold_slug, split_distributions, split_rows
 
 GROUP = "models"
+
+
+def _fit(
+    context: dg.AssetExecutionContext,
+    trainer: TrainerResource,
+    warehouse: WarehouseResource,
+    table: pl.DataFrame,
+    culture: str,
+    variant: str,
+    system_prompt: str,
+    validation_split: str = "validation",
+) -> tuple[ModelRecord, dict[str, Any]]:
+    """(model record, metadata) of one fine-tuned model; FineTuningPending while its API job runs."""
+    key = model_key(culture, variant)
+    fitted = trainer.settings().fit(
+        key, split_rows(table, "train"), split_rows(table, validation_split), warehouse.get(), context.log.info,
+        asset_key=context.asset_key.to_user_string(),
+        partition_key=context.partition_key if context.has_partition_key else None,
+        distributions=(split_distributions(table, "train"), split_distributions(table, validation_split)),
+    )
+    record = model_record(culture, variant, fitted, table, system_prompt)
+    warehouse.get().upsert_rows("model_registry", lineage_row(record, fitted, table, context.run.run_id))
+    details = {k: v for k, v in fitted.details.items() if isinstance(v, (int, float, str)) and v is not None}
+    return record, {
+        **details,
+        "model_key": key,
+        "trainer": fitted.trainer,
+        "base_model": fitted.base_model,
+        "artifact": dg.MetadataValue.path(fitted.adapter_path) if fitted.adapter_path else str(fitted.model_id),
+        "artifact_hash": fitted.artifact_hash,
+        "training_set_version": record.training_set_version[:12],
+        "n_train": record.n_train,
+        "hyperparameters": dg.MetadataValue.json(fitted.hyperparameters),
+    }
+
+
+def _pending_failure(pending: list[FineTuningPending]) -> dg.Failure:
+    """The step fails while API jobs run; openai_fine_tuning_sensor re-materializes it when they end."""
+    return dg.Failure(
+        description="; ".join(str(p) for p in pending),
+        metadata={"job_id": ", ".join(p.job_id for p in pending), "status": ", ".join(p.status for p in pending)},
+        allow_retries=False,
+    )
 
 
 def _fit_and_register(
@@ -27,35 +72,11 @@ def _fit_and_register(
     variant: str,
     system_prompt: str,
 ) -> dg.Output:
-    key = model_key(culture, variant)
     try:
-        fitted = trainer.settings().fit(
-            key, split_rows(table, "train"), split_rows(table, "validation"), warehouse.get(), context.log.info,
-            asset_key=context.asset_key.to_user_string(),
-            partition_key=context.partition_key if context.has_partition_key else None,
-            distributions=(split_distributions(table, "train"), split_distributions(table, "validation")),
-        )
+        record, metadata = _fit(context, trainer, warehouse, table, culture, variant, system_prompt)
     except FineTuningPending as pending:
-        raise dg.Failure(
-            description=str(pending), metadata={"job_id": pending.job_id, "status": pending.status}, allow_retries=False
-        ) from pending
-    record = model_record(culture, variant, fitted, table, system_prompt)
-    warehouse.get().upsert_rows("model_registry", lineage_row(record, fitted, table, context.run.run_id))
-    details = {k: v for k, v in fitted.details.items() if isinstance(v, (int, float, str)) and v is not None}
-    return dg.Output(
-        record,
-        metadata={
-            **details,
-            "model_key": key,
-            "trainer": fitted.trainer,
-            "base_model": fitted.base_model,
-            "artifact": dg.MetadataValue.path(fitted.adapter_path) if fitted.adapter_path else str(fitted.model_id),
-            "artifact_hash": fitted.artifact_hash,
-            "training_set_version": record.training_set_version[:12],
-            "n_train": record.n_train,
-            "hyperparameters": dg.MetadataValue.json(fitted.hyperparameters),
-        },
-    )
+        raise _pending_failure([pending]) from pending
+    return dg.Output(record, metadata=metadata)
 
 
 def _system_prompt(table: pl.DataFrame) -> str:
@@ -115,8 +136,49 @@ def ablation_model(
     )
 
 
+@dg.asset(
+    group_name=GROUP,
+    kinds={"pytorch", "openai", "duckdb"},
+    partitions_def=CULTURES,
+    description="A culture's held-out-topic models, one per fold of heldout_topic_training_set: each never saw its topic, "
+    "which is its validation set; the WVS alignment scores each on its topic.",
+)
+def heldout_topic_model(
+    context: dg.AssetExecutionContext, heldout_topic_training_set: pl.DataFrame, trainer: TrainerResource, warehouse: WarehouseResource
+) -> dg.Output:
+    culture = load_registry().get(context.partition_key)
+    records: dict[str, ModelRecord] = {}
+    summary: list[dict[str, Any]] = []
+    pending: list[FineTuningPending] = []
+    # folds train one after another; a re-run reuses every fold already trained (same inputs, same adapter or API job)
+    for fold in heldout_topic_training_set["fold"].unique(maintain_order=True).to_list():
+        table = heldout_topic_training_set.filter(pl.col("fold") == fold).drop("fold")
+        try:
+            record, metadata = _fit(
+                context, trainer, warehouse, table, culture.key, f"heldout_{fold_slug(fold)}", _system_prompt(table), validation_split="heldout"
+            )
+        except FineTuningPending as waiting:
+            pending.append(waiting)
+            continue
+        records[fold] = record
+        summary.append({"fold": fold, "model_key": metadata["model_key"], "n_train": record.n_train,
+                        "eval_loss_last": metadata.get("eval_loss_last"), "artifact": str(record.adapter_path or record.model_id)})
+        context.log.info(f"{culture.display_name}: fold {fold!r} trained ({len(records)} done)")
+    if pending:
+        raise _pending_failure(pending)
+    return dg.Output(
+        {"culture": culture.key, "folds": {fold: record.model_dump(mode="json") for fold, record in records.items()}},
+        metadata={
+            "culture": culture.display_name,
+            "folds": len(records),
+            "models": dg.MetadataValue.md(markdown_table(pl.DataFrame(
+                summary, schema={"fold": pl.String, "model_key": pl.String, "n_train": pl.Int64, "eval_loss_last": pl.Float64, "artifact": pl.String}))),
+        },
+    )
+
+
 @dg.sensor(
-    asset_selection=[culture_model, culturellm_one, ablation_model],
+    asset_selection=[culture_model, culturellm_one, ablation_model, heldout_topic_model],
     minimum_interval_seconds=600,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="Re-materializes a model whose OpenAI fine-tuning job has finished (one status call per pending job).",

@@ -44,7 +44,7 @@ def _survey_weighted(instance: dg.DagsterInstance) -> str:
 @dg.asset(
     group_name=GROUP,
     kinds={"duckdb", "html", "matplotlib"},
-    deps=["culture_scores", "wvs_alignment"],
+    deps=["culture_scores", "wvs_alignment", "cross_culture_alignment"],
     description="The paper's tables and figures from the warehouse, for the newest evaluation configuration: "
     "HTML with PNG plots, and the same figures and tables here.",
 )
@@ -62,7 +62,8 @@ def culture_report(context: dg.AssetExecutionContext, config: CultureReportConfi
     facts = provenance(store, os.environ.get(PROFILE_ENV, Profile.DEFAULT.value), ", ".join(sorted(generator)) or "none recorded",
                        _survey_weighted(context.instance), eval_config,
                        sample if sample.height else pl.DataFrame(schema={"culture": pl.String, "datasets": pl.UInt32, "rows": pl.Int64}))
-    tables = report_tables(metrics, store.query("SELECT * FROM eval_dataset_status"), eval_data.manifests(), comparisons, label_counts, facts)
+    matrix = store.query("SELECT * EXCLUDE (run_id, written_at) FROM alignment_matrix")
+    tables = report_tables(metrics, store.query("SELECT * FROM eval_dataset_status"), eval_data.manifests(), comparisons, label_counts, facts, matrix)
     directory = library_settings(config, ReportSettings).directory(store.path.parent)
     report = write_report(tables, directory)
     if tables.tiny_demo:

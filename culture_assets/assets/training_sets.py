@@ -6,6 +6,7 @@ import polars as pl
 from culture_assets.cultures import load_registry
 from culture_assets.markdown import markdown_table
 from culture_assets.partitions import ABLATION_PARTITIONS, CULTURES
+from culture_assets.profiles import profile_default
 from culture_assets.survey.questions import questions_from_table
 from culture_assets.assets.augmentation import run_llm_step
 from culture_assets.resources import WarehouseResource, library_settings
@@ -16,8 +17,10 @@ from culture_assets.training.ablations import ABLATIONS, ablation_spec
 from culture_assets.training.training_set import (
     PromptLanguage,
     Targets,
+    HeldoutTopicSpec,
     TrainingSetSpec,
     UnfillableSize,
+    build_fold_training_sets,
     build_training_set,
     heldout_question_ids,
     prompt_texts,
@@ -159,3 +162,42 @@ def ablation_training_set(
             lambda: _translations(context, spec, keys["culture"], augmented_questions, seed_survey, wvs_questions, llm, embedder, warehouse)
         )
     return _materialize(context, keys["culture"], spec, augmented_questions, seed_survey, wvs_questions, translations, figures)
+
+
+class HeldoutTopicTrainingSetConfig(TrainingSetConfig):
+    """The library's HeldoutTopicSpec (culture_assets.training.training_set) as asset config."""
+
+    folds: list[str] = profile_default("HeldoutTopicTrainingSetConfig", "folds", HeldoutTopicSpec.model_fields["folds"])
+
+    def spec(self) -> HeldoutTopicSpec:
+        return library_settings(self, HeldoutTopicSpec)
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "parquet"},
+    partitions_def=CULTURES,
+    description="One training set per held-out WVS topic (column `fold`): no row of that topic is trained on; its seed questions "
+    "are the `heldout` split, on which the WVS alignment measures generalisation.",
+)
+def heldout_topic_training_set(
+    context: dg.AssetExecutionContext,
+    config: HeldoutTopicTrainingSetConfig,
+    augmented_questions: pl.DataFrame,
+    seed_survey: pl.DataFrame,
+    wvs_questions: pl.DataFrame,
+) -> dg.Output:
+    culture = load_registry().get(context.partition_key)
+    spec = config.spec()
+    table = build_fold_training_sets(augmented_questions, seed_survey, questions_from_table(wvs_questions), culture, spec, spec.folds)
+    summary = table.group_by("fold", "split").len().pivot(on="split", index="fold", values="len").fill_null(0).sort("fold")
+    context.log.info(f"{culture.display_name}: {summary.height} folds")
+    return dg.Output(
+        table,
+        metadata={
+            "culture": culture.display_name,
+            "folds": dg.MetadataValue.json(summary["fold"].to_list()),
+            "rows_by_fold_and_split": dg.MetadataValue.md(markdown_table(summary)),
+            "training_set_version": training_set_version(table)[:12],
+        },
+    )

@@ -79,7 +79,11 @@ def models_under_test(culture: str, culture_record: ModelRecord, one_record: Mod
     one_prompt = (one_record.system_prompts or {}).get(culture)
     if one_prompt:
         one = one.model_copy(update={"system_prompt": one_prompt})
-    base_api = culture_model.base_model if culture_model.trainer == "openai" else None
-    base = ModelUnderTest(role=Role.BASE, trainer=culture_model.trainer, base_model=culture_model.base_model, api_model=base_api)
-    prompted = base.model_copy(update={"role": Role.BASE_CULTURE_PROMPT, "system_prompt": culture_system_prompt})
-    return [base, prompted, culture_model, one]
+    return [*base_models(culture_model, culture_system_prompt), culture_model, one]
+
+
+def base_models(trained: ModelUnderTest, culture_system_prompt: str) -> list[ModelUnderTest]:
+    """The base model a trained model started from, without and with the culture's system prompt."""
+    base_api = trained.base_model if trained.trainer == "openai" else None
+    base = ModelUnderTest(role=Role.BASE, trainer=trained.trainer, base_model=trained.base_model, api_model=base_api)
+    return [base, base.model_copy(update={"role": Role.BASE_CULTURE_PROMPT, "system_prompt": culture_system_prompt})]

@@ -5,7 +5,7 @@ Order: what produced the report (provenance); the paired differences between mod
 paper's claim, with its headline numbers in a reference column); average macro-F1 by culture
 beside the trivial baselines, with and without the degenerate / rare-class sets; by task; per
 dataset (with calibrated decisions, AUROC and class-balance flags); predicted-label
-distributions; ablations; WVS alignment; datasets not scored.
+distributions; ablations; WVS alignment on held-out topics; the cross-culture alignment matrix; datasets not scored.
 
 Only rows of one evaluation configuration are shown (the newest, `eval_config`): rows of runs
 with another sample size or other scoring settings stay in DuckDB and are left out.
@@ -98,6 +98,7 @@ class ReportTables:
     label_distribution: pl.DataFrame = field(default_factory=pl.DataFrame)
     provenance: dict[str, object] = field(default_factory=dict)
     eval_config: str | None = None
+    alignment_matrix: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
 @dataclass
@@ -127,6 +128,7 @@ def report_tables(
     comparisons: pl.DataFrame | None = None,
     label_counts: pl.DataFrame | None = None,
     provenance: dict[str, object] | None = None,
+    alignment_matrix: pl.DataFrame | None = None,
 ) -> ReportTables:
     config = current_config(metrics)
     if config is not None:
@@ -186,6 +188,7 @@ def report_tables(
         label_distribution=label_counts.drop("eval_config").sort("culture", "dataset", "model", "label") if label_counts.height else label_counts,
         provenance=provenance or {},
         eval_config=config,
+        alignment_matrix=alignment_matrix.sort("metric", "survey_culture", "model_culture") if alignment_matrix is not None else pl.DataFrame(),
     )
 
 
@@ -270,6 +273,30 @@ def _ablation_plot(frame: pl.DataFrame, target: Path) -> Path:
     return _save_png(fig, target)
 
 
+def _matrix_heatmap(matrix: pl.DataFrame, target: Path) -> Path:
+    """Model culture (rows) x survey culture (columns), Jensen-Shannon distance; the own culture's cell outlined."""
+    plt = _pyplot()
+    cultures = sorted(set(matrix["model_culture"]) | set(matrix["survey_culture"]))
+    models = [c for c in cultures if c in set(matrix["model_culture"])]
+    surveys = [c for c in cultures if c in set(matrix["survey_culture"])]
+    cells = {(r["model_culture"], r["survey_culture"]): r["value"] for r in matrix.iter_rows(named=True)}
+    grid = [[cells.get((m, s), float("nan")) for s in surveys] for m in models]
+    fig, ax = plt.subplots(figsize=(1.0 * len(surveys) + 3, 0.8 * len(models) + 2))
+    image = ax.imshow(grid, cmap="viridis_r")
+    for i, model in enumerate(models):
+        for j, survey in enumerate(surveys):
+            ax.text(j, i, f"{grid[i][j]:.2f}", ha="center", va="center", fontsize="small", color="white")
+            if model == survey:
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
+    ax.set_xticks(range(len(surveys)), surveys, rotation=30, ha="right")
+    ax.set_yticks(range(len(models)), models)
+    ax.set_xlabel("survey of culture")
+    ax.set_ylabel("held-out-topic models of culture")
+    ax.set_title("Cross-culture alignment: JS distance (lower is closer)")
+    fig.colorbar(image, ax=ax)
+    return _save_png(fig, target)
+
+
 def _html_table(frame: pl.DataFrame) -> str:
     def cell(v: object) -> str:
         return f"{v:.3f}" if isinstance(v, float) else html.escape("" if v is None else str(v))
@@ -347,8 +374,18 @@ def _sections(tables: ReportTables, directory: Path) -> list[Section]:
         jsd = part.filter(pl.col("metric") == "js_distance")
         plot = _grouped_bars(jsd, "culture", "value", f"WVS alignment ({dataset}): Jensen-Shannon distance (lower is closer)", "JS distance",
                              directory / ("wvs_alignment.png" if dataset == "wvs_heldout" else f"{dataset}.png"), True) if jsd.height else None
-        sections.append(Section(f"WVS alignment: {dataset}", "Distance to the survey distribution and modal accuracy per model.", part.drop("dataset"), plot,
+        sections.append(Section(f"WVS alignment: {dataset}", "Each culture's held-out-topic models on the topics they never saw, the base model with and without the culture prompt, "
+                                "and two baselines (nearest_trained_question, pooled_cultures): distance to the survey distribution and modal accuracy, "
+                                "bootstrap 95% CI over questions.", part.drop("dataset"), plot,
                                 summary=part.group_by("model", "metric").agg(pl.col("value").mean().alias("mean_over_cultures")).sort("metric", "model")))
+    if tables.alignment_matrix.height:
+        jsd = tables.alignment_matrix.filter(pl.col("metric") == "js_distance")
+        sections.append(Section(
+            "Cross-culture alignment matrix",
+            "Each culture's held-out-topic models against each culture's survey on the held-out questions (a column: the questions that "
+            "survey asked, the same for every row; bootstrap 95% CI over questions). The diagonal (outlined) should be the closest in its column.",
+            tables.alignment_matrix, _matrix_heatmap(jsd, directory / "alignment_matrix.png") if jsd.height else None,
+            summary=jsd.pivot(on="survey_culture", index="model_culture", values="value").sort("model_culture")))
     if tables.dataset_status.height:
         sections.append(Section("Datasets not scored", "Declared in the manifests but missing, not available, mismatching their sha256 or malformed.",
                                 tables.dataset_status))

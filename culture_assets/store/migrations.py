@@ -172,4 +172,18 @@ MIGRATIONS: dict[int, str] = {
         written_at TIMESTAMP DEFAULT current_timestamp
     );
     """,
+    302: """
+    CREATE TABLE alignment_matrix (
+        model_culture VARCHAR NOT NULL,
+        survey_culture VARCHAR NOT NULL,
+        metric VARCHAR NOT NULL,
+        value DOUBLE,
+        ci_low DOUBLE,
+        ci_high DOUBLE,
+        n BIGINT,
+        run_id VARCHAR,
+        written_at TIMESTAMP DEFAULT current_timestamp,
+        PRIMARY KEY (model_culture, survey_culture, metric)
+    );
+    """,
 }

@@ -5,11 +5,15 @@ instruction to answer with one option number, the answer). Choices that matter f
 figures, and why they are made this way:
 
 - Questions the culture was never asked are dropped, never given an invented label.
-- Held-out seed questions are chosen from the question list by a seeded hash, independent of the
-  culture, so every culture (and CultureLLM-One) holds out the same questions; none of their
-  variants is trained on, so the WVS alignment evaluation on them is not leaked.
-- The validation split is drawn from variants only: every answered seed question stays in
-  training, which matters for the seed-only ablation (50 samples, no variants to spare).
+- The main models train on every answered seed question (`heldout_count` 0, no validation split).
+  Generalisation is measured by the held-out-topic models instead (`heldout_topic`, one fold of
+  K-fold over the 7 WVS topics): no row of the held-out topic, seed or variant, is trained on, and
+  the topic's seed questions are the `heldout` split, which is also those models' validation set.
+  A single held-out item of a battery (`heldout_count`, kept as an option) is answered by its
+  trained neighbours, so it measures little.
+- A validation split, where one is asked for (`validation_fraction` > 0), is by question group:
+  whole questions (seed and variants) chosen by a seeded hash of the question id, the same for
+  every culture and arm, so its loss never measures a question the model trained on.
 - A size counts generated samples, as the paper's 50/150/500/1000 do: every answered seed
   question is trained, and `size` variants come on top, round-robin over questions in a seeded
   order, so a 150-sample set covers every question about evenly. Asking for more variants than
@@ -74,9 +78,9 @@ class TrainingSetSpec(BaseModel):
     size_matched_to: tuple[str, ...] | None = Field(default=None, description="size = the variants available with these steps")
     # a list default (validated into a tuple): Dagster config, which derives from this field, has no tuples
     steps: tuple[str, ...] = Field(default=list(STEPS), validate_default=True, description="augmentation steps whose samples are trained; must include seed")
-    heldout_count: int = Field(default=5, ge=0)
+    heldout_count: int = Field(default=0, ge=0, description="single seed questions held out (0: the main models train on every answered seed)")
     heldout_topic: str | None = Field(default=None, description="hold out every question of this topic (one fold of K-fold over topics) instead of heldout_count single items")
-    validation_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
+    validation_fraction: float = Field(default=0.0, ge=0.0, lt=1.0, description="share of the trained questions whose rows (seed and variants) form the validation split")
     targets: Targets = Targets.MODE
     prompt_language: PromptLanguage = PromptLanguage.ENGLISH
     question_language: PromptLanguage = Field(default=PromptLanguage.ENGLISH, description="native: questions translated into the culture's language")
@@ -115,6 +119,13 @@ def heldout_questions(question_ids: Sequence[str], count: int, seed: int) -> lis
     return sorted(sorted(question_ids, key=lambda q: stable_unit("heldout", seed, q))[:count])
 
 
+def validation_questions(question_ids: Sequence[str], fraction: float, seed: int) -> list[str]:
+    """round(fraction x questions) whole questions for the validation split, chosen by a seeded hash of the id alone, so
+    every culture and every ablation arm keeps the same questions out of training."""
+    ordered = sorted(set(question_ids), key=lambda q: stable_unit("validation", seed, q))
+    return sorted(ordered[: round(fraction * len(ordered))])
+
+
 def heldout_ids(questions: Sequence[WVSQuestion], spec: TrainingSetSpec) -> set[str]:
     """The questions no sample is trained on: a whole topic when `heldout_topic` is set (a single
     held-out item of a battery would be answered by its trained neighbours), else `heldout_count`
@@ -130,6 +141,39 @@ def heldout_ids(questions: Sequence[WVSQuestion], spec: TrainingSetSpec) -> set[
 def topics(questions: Sequence[WVSQuestion]) -> list[str]:
     """The topics in question order: the folds of the held-out-topic models."""
     return list(dict.fromkeys(q.topic for q in questions))
+
+
+def fold_spec(base: TrainingSetSpec, topic: str) -> TrainingSetSpec:
+    """The training set of one held-out-topic model: the base spec with `topic` held out. Its validation set is the
+    held-out topic itself, so no other question is taken out of training."""
+    return TrainingSetSpec.model_validate({**base.model_dump(), "heldout_topic": topic, "heldout_count": 0, "validation_fraction": 0.0})
+
+
+def fold_slug(topic: str) -> str:
+    """A topic as a model-key part ("Political Interest & Political Participation" -> political_interest_political_participation)."""
+    return "_".join("".join(c if c.isalnum() else " " for c in topic.lower()).split())
+
+
+class HeldoutTopicSpec(TrainingSetSpec):
+    """The held-out-topic models' training sets: the main spec, and which topics are held out (one model each)."""
+
+    folds: list[str] = Field(default=[], description="WVS topics held out, one model each (K-fold over the topics); empty: every topic")
+
+
+def build_fold_training_sets(
+    augmented: pl.DataFrame, seed_survey: pl.DataFrame, questions: Sequence[WVSQuestion], culture: Culture, base: TrainingSetSpec,
+    folds: Sequence[str],
+) -> pl.DataFrame:
+    """One training set per held-out topic in `folds` (every topic when empty), stacked with a `fold` column."""
+    known = topics(questions)
+    unknown = [f for f in folds if f not in known]
+    if unknown:
+        raise InputError("heldout_topic_training_set", f"unknown topic(s) {unknown}; topics: {known}", field="folds")
+    tables = [
+        build_training_set(augmented, seed_survey, questions, culture, fold_spec(base, topic)).with_columns(pl.lit(topic).alias("fold"))
+        for topic in (folds or known)
+    ]
+    return pl.concat(tables, how="vertical")
 
 
 def system_prompt(culture: Culture, language: PromptLanguage) -> str:
@@ -238,14 +282,10 @@ def build_training_set(
         if size > variants.height:
             raise UnfillableSize(culture.key, size, variants.height, seeds.height, spec.steps, len(heldout))
         trainable = pl.concat([seeds, variants.head(size)], how="vertical")
-    # exactly round(fraction x variants) of the variants, chosen by a seeded hash: two sets of the same size (the
-    # size-matched ablation arms) then train on the same number of rows
-    n_validation = round(spec.validation_fraction * (trainable.height - seeds.height))
-    validation_order = pl.when(pl.col("step") != "seed").then(
-        pl.col("sample_id").map_elements(lambda s: stable_unit("validation", spec.seed, s), return_dtype=pl.Float64)
+    validation = validation_questions(trainable["question_id"].unique().to_list(), spec.validation_fraction, spec.seed)
+    trainable = trainable.with_columns(
+        pl.when(pl.col("question_id").is_in(validation)).then(pl.lit("validation")).otherwise(pl.lit("train")).alias("split")
     )
-    is_validation = validation_order.rank("ordinal") <= n_validation
-    trainable = trainable.with_columns(pl.when(is_validation).then(pl.lit("validation")).otherwise(pl.lit("train")).alias("split"))
     heldout_rows = heldout_rows.with_columns(pl.lit("heldout").alias("split"))
 
     system = system_prompt(culture, spec.prompt_language)

@@ -18,7 +18,7 @@ from culture_assets.assets.augmentation import AugmentationQualityConfig, Paraph
 from culture_assets.assets.evaluation import EvalDatasetConfig, ScoringConfig
 from culture_assets.assets.reports import CultureReportConfig
 from culture_assets.assets.survey import SeedSurveyConfig
-from culture_assets.assets.training_sets import TrainingSetConfig
+from culture_assets.assets.training_sets import HeldoutTopicTrainingSetConfig, TrainingSetConfig
 from culture_assets.augment.embedder import EmbedderSettings
 from culture_assets.augment.generation import Step1Settings, Step2Settings
 from culture_assets.augment.quality import QualitySettings
@@ -38,7 +38,7 @@ from culture_assets.storage import ArtifactStorageSettings
 from culture_assets.store.warehouse import WarehouseSettings
 from culture_assets.survey.distribution import SeedSurveySettings
 from culture_assets.survey.source import SurveySourceSettings
-from culture_assets.training.training_set import TrainingSetSpec
+from culture_assets.training.training_set import HeldoutTopicSpec, TrainingSetSpec
 from culture_assets.training.lora import LoraHyperParameters
 from culture_assets.training.openai_jobs import OpenAIFineTuningSettings
 from culture_assets.training.trainer import TrainerSettings
@@ -55,6 +55,7 @@ DERIVED_FROM: dict[type[dg.Config], type[BaseModel]] = {
     SemanticFilterConfig: FilterSettings,
     AugmentationQualityConfig: QualitySettings,
     TrainingSetConfig: TrainingSetSpec,
+    HeldoutTopicTrainingSetConfig: HeldoutTopicSpec,
     SeedSurveyConfig: SeedSurveySettings,
     EvalDatasetConfig: EvalSampleSettings,
     ScoringConfig: EvaluationSettings,

@@ -7,15 +7,17 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
+import pytest
 
 from culture_assets.assets import survey
-from culture_assets.assets.models import ablation_model, culture_model, culturellm_one, openai_fine_tuning_sensor
-from culture_assets.assets.training_sets import ablation_training_set, training_set
+from culture_assets.assets.models import ablation_model, culture_model, culturellm_one, heldout_topic_model, openai_fine_tuning_sensor
+from culture_assets.assets.training_sets import ablation_training_set, heldout_topic_training_set, training_set
 from culture_assets.resources.augment import EmbedderResource
 from culture_assets.resources.llm import LLMResource
 from culture_assets.training.ablations import fixed_optimizer_steps
 from culture_assets_tests.fake_augmentation_llm import augmentation_chat_reply
 from culture_assets.cultures import load_registry
+from culture_assets.survey.questions import load_questions
 from culture_assets.io_manager import ArtifactIOManager
 from culture_assets.resources import SurveySourceResource, WarehouseResource
 from culture_assets.training.lora import MANIFEST, directory_hash, load_adapter_model
@@ -34,7 +36,7 @@ def augmented_questions() -> pl.DataFrame:
 
 
 ASSETS = [survey.wvs_questions, survey.wvs_wave, survey.seed_survey, augmented_questions, training_set, ablation_training_set,
-          culture_model, culturellm_one, ablation_model]
+          culture_model, culturellm_one, ablation_model, heldout_topic_training_set, heldout_topic_model]
 
 
 def resources(data_home: Path, trainer: TrainerResource, llm: LLMResource | None = None) -> dict:
@@ -49,9 +51,9 @@ def resources(data_home: Path, trainer: TrainerResource, llm: LLMResource | None
 
 
 def run(selection: list, data_home: Path, trainer: TrainerResource, instance: dg.DagsterInstance, partition: str | None = None,
-        raise_on_error: bool = True, llm: LLMResource | None = None) -> dg.ExecuteInProcessResult:
+        raise_on_error: bool = True, llm: LLMResource | None = None, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
     return dg.materialize(ASSETS, selection=selection, partition_key=partition, resources=resources(data_home, trainer, llm),
-                          instance=instance, raise_on_error=raise_on_error)
+                          instance=instance, raise_on_error=raise_on_error, run_config=run_config)
 
 
 def tiny_trainer(tiny_model_dir: Path, data_home: Path) -> TrainerResource:
@@ -195,3 +197,31 @@ def test_openai_trainer_through_dagster_waits_for_the_job_without_paying_twice(d
     assert sum(1 for r in fake_openai.requests if r.method == "POST" and r.path == "/v1/fine_tuning/jobs") == 1
     lineage = WarehouseResource(data_home=str(data_home)).get().query("SELECT artifact, trainer FROM model_registry")
     assert lineage.row(0) == (model_id, "openai")
+
+
+# slow (two tiny trainings, ~30 s): the demo end-to-end test runs these assets in the default run; the library test
+# (test_training_set.py) checks that no row of a held-out topic is trained on
+@pytest.mark.slow
+def test_heldout_topic_models_never_train_on_their_topic_and_validate_on_it(tiny_model_dir, data_home):
+    instance = dg.DagsterInstance.ephemeral()
+    trainer = tiny_trainer(tiny_model_dir, data_home)
+    run([survey.wvs_questions, augmented_questions], data_home, trainer, instance)
+    folds = ["Religious Values", "Ethical Values And Norms"]
+    config = {"ops": {"heldout_topic_training_set": {"config": {"folds": folds}}}}
+    result = run([survey.seed_survey, heldout_topic_training_set, heldout_topic_model], data_home, trainer, instance, "german", run_config=config)
+    table = result.asset_value("heldout_topic_training_set")
+    topic_of = {q.id: q.topic for q in load_questions()}
+    for fold in folds:
+        rows = table.filter(pl.col("fold") == fold)
+        trained = rows.filter(pl.col("split") != "heldout")
+        assert not {topic_of[q] for q in trained["question_id"]} & {fold} and set(trained["step"]) == {"seed", "paraphrase", "synonym"}
+        assert {topic_of[q] for q in rows.filter(pl.col("split") == "heldout")["question_id"]} == {fold}
+    record = result.asset_value("heldout_topic_model")
+    assert list(record["folds"]) == folds
+    ethics = record["folds"]["Ethical Values And Norms"]
+    assert ethics["model_key"] == "german-heldout_ethical_values_and_norms" and ethics["n_train"] == table.filter(
+        (pl.col("fold") == "Ethical Values And Norms") & (pl.col("split") == "train")).height
+    manifest = json.loads((Path(ethics["adapter_path"]) / MANIFEST).read_text())
+    assert manifest["n_validation"] == 3  # the held-out topic's three seed questions are the validation set
+    lineage = WarehouseResource(data_home=str(data_home)).get().query("SELECT model_key, sample_ids_json FROM model_registry ORDER BY model_key")
+    assert lineage["model_key"].to_list() == ["german-heldout_ethical_values_and_norms", "german-heldout_religious_values"]

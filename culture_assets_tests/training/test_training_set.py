@@ -67,10 +67,18 @@ def test_never_asked_questions_are_excluded(chinese_survey):
     assert len(never) >= 10  # China was not asked 18 of the questions
     table = build(TrainingSetSpec(), seed_survey=chinese_survey)
     assert not never & set(table["question_id"])
-    assert table.height == 4 * (50 - len(never)) - sum(3 for q in heldout_questions([q.id for q in QUESTIONS], 5, 0) if q not in never)
+    assert table.height == 4 * (50 - len(never))
 
 
-def test_heldout_seed_questions_are_the_same_for_every_culture_and_never_trained_on():
+def test_the_main_training_set_trains_every_answered_seed_question_with_no_validation_split():
+    german = survey("german")
+    table = build(TrainingSetSpec(), seed_survey=german)
+    answered = set(german.filter(~pl.col("never_asked"))["question_id"])
+    assert set(table["split"]) == {"train"}
+    assert set(table.filter(pl.col("step") == "seed")["question_id"]) == answered and len(answered) == 50
+
+
+def test_heldout_single_seed_questions_are_the_same_for_every_culture_and_never_trained_on():
     heldout = heldout_questions([q.id for q in QUESTIONS], 5, seed=0)
     table = build(TrainingSetSpec(heldout_count=5), culture="german")
     held = table.filter(pl.col("split") == "heldout")
@@ -80,12 +88,15 @@ def test_heldout_seed_questions_are_the_same_for_every_culture_and_never_trained
     assert set(arabic.filter(pl.col("split") == "heldout")["question_id"]) <= set(heldout)
 
 
-def test_validation_comes_from_variants_so_every_seed_question_is_trained():
-    table = build(TrainingSetSpec(validation_fraction=0.3), culture="german")
-    validation = table.filter(pl.col("split") == "validation")
-    assert validation.height > 10 and set(validation["step"]) <= {"paraphrase", "synonym"}
-    trained_seeds = set(table.filter((pl.col("split") == "train") & (pl.col("step") == "seed"))["question_id"])
-    assert trained_seeds == set(table.filter(pl.col("split") != "heldout")["question_id"])
+def test_a_validation_split_takes_whole_questions_and_shares_none_with_training():
+    table = build(TrainingSetSpec(validation_fraction=0.2), culture="german")
+    validation, train = (table.filter(pl.col("split") == split) for split in ("validation", "train"))
+    assert validation["question_id"].n_unique() == 10 and set(validation["step"]) == {"seed", "paraphrase", "synonym"}
+    assert not set(validation["question_id"]) & set(train["question_id"])
+    # every row of a validation question (seed and variants) is in validation, and the same questions for every culture
+    assert validation.height == 4 * 10
+    arabic = build(TrainingSetSpec(validation_fraction=0.2), culture="arabic")
+    assert set(arabic.filter(pl.col("split") == "validation")["question_id"]) <= set(validation["question_id"])
 
 
 def test_size_counts_generated_samples_on_top_of_every_seed_round_robin():
@@ -118,7 +129,7 @@ def test_every_ablation_size_builds_for_every_culture_or_reports_what_it_could_r
     augmented = many_variants(per_question=25)
     for culture in load_registry().keys:
         answers = survey(culture)
-        answered_trainable = answers.filter(~pl.col("never_asked") & ~pl.col("question_id").is_in(heldout_questions([q.id for q in QUESTIONS], 5, 0))).height
+        answered_trainable = answers.filter(~pl.col("never_asked")).height
         steps = set()
         for size in ABLATION_SIZES:
             spec = ablation_spec(f"size_{size}", TrainingSetSpec(validation_fraction=0.0))
@@ -132,7 +143,7 @@ def test_every_ablation_size_builds_for_every_culture_or_reports_what_it_could_r
             assert trained.filter(pl.col("step") == "seed").height == answered_trainable
             steps.add(fixed_optimizer_steps(answered_trainable, 8, 3.0))
         assert len(steps) == 1  # every size of a culture trains the same number of optimiser steps
-    assert per_question_cap(50) * 45 >= max(ABLATION_SIZES)  # the filter keeps enough per trained question when all are answered
+    assert per_question_cap(50) * 50 >= max(ABLATION_SIZES)  # the filter keeps enough per trained question when all are answered
 
 
 def test_step_arms_are_size_matched():
@@ -182,20 +193,28 @@ def test_native_prompt_option_uses_registry_text():
 
 def test_a_held_out_topic_never_appears_in_training_and_alignment_prompts_match_training():
     from culture_assets.evaluation.alignment import question_task
-    from culture_assets.training.training_set import topics
+    from culture_assets.training.training_set import build_fold_training_sets, topics
 
     folds = topics(QUESTIONS)
     assert len(folds) == 7
+    # the config a user gives (a validation fraction) does not take questions out of a fold model's training
+    table = build_fold_training_sets(augmented_questions(), survey("german"), QUESTIONS, load_registry().get("german"),
+                                     TrainingSetSpec(validation_fraction=0.2), folds=[])
+    assert table["fold"].unique(maintain_order=True).to_list() == folds
     for topic in folds:
-        table = build(TrainingSetSpec(heldout_topic=topic, validation_fraction=0.2), culture="german")
+        fold = table.filter(pl.col("fold") == topic)
         in_topic = {q.id for q in QUESTIONS if q.topic == topic}
-        trained = table.filter(pl.col("split") != "heldout")
-        assert not in_topic & set(trained["question_id"])
-        assert set(table.filter(pl.col("split") == "heldout")["question_id"]) <= in_topic
+        trained = fold.filter(pl.col("split") != "heldout")
+        assert not in_topic & set(trained["question_id"])  # no seed, paraphrase or synonym row of the topic
+        assert set(trained["split"]) == {"train"} and trained["question_id"].n_unique() == 50 - len(in_topic)
+        held = fold.filter(pl.col("split") == "heldout")
+        assert set(held["question_id"]) == in_topic and set(held["step"]) == {"seed"}
     with pytest.raises(InputError, match="no question has topic 'Sports'"):
         build(TrainingSetSpec(heldout_topic="Sports"), culture="german")
+    with pytest.raises(InputError, match=r"unknown topic\(s\) \['Sports'\]"):
+        build_fold_training_sets(augmented_questions(), survey("german"), QUESTIONS, load_registry().get("german"), TrainingSetSpec(), ["Sports"])
     # the alignment prompt of a seed question is the training prompt of its seed row
-    seed_row = build(TrainingSetSpec(heldout_count=0, validation_fraction=0.0), culture="german").filter(pl.col("step") == "seed").row(0, named=True)
+    seed_row = build(TrainingSetSpec(), culture="german").filter(pl.col("step") == "seed").row(0, named=True)
     question = next(q for q in QUESTIONS if q.id == seed_row["question_id"])
     trained_messages = json.loads(seed_row["messages_json"])
     assert question_task(question, trained_messages[0]["content"]).prompts[0] == trained_messages[:2]
