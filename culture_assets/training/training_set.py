@@ -146,7 +146,8 @@ def topics(questions: Sequence[WVSQuestion]) -> list[str]:
 def fold_spec(base: TrainingSetSpec, topic: str) -> TrainingSetSpec:
     """The training set of one held-out-topic model: the base spec with `topic` held out. Its validation set is the
     held-out topic itself, so no other question is taken out of training."""
-    return TrainingSetSpec.model_validate({**base.model_dump(), "heldout_topic": topic, "heldout_count": 0, "validation_fraction": 0.0})
+    main = {name: value for name, value in base.model_dump().items() if name in TrainingSetSpec.model_fields}
+    return TrainingSetSpec.model_validate({**main, "heldout_topic": topic, "heldout_count": 0, "validation_fraction": 0.0})
 
 
 def fold_slug(topic: str) -> str:

@@ -109,7 +109,7 @@ def test_training_sets_culture_models_and_culturellm_one(tiny_model_dir, data_ho
 
     # the trainer's soft-label loss: targets are the training set's survey distributions, a different adapter
     soft_trainer = TrainerResource(**{**trainer.model_dump(), "target_loss": "survey_distribution"})
-    soft = run([culture_model], data_home, soft_trainer, instance, "german").output_for_node("culture_model")
+    soft = run([culture_model], data_home, soft_trainer, instance, "german").output_for_node("culture_model").model_dump(mode="json")
     assert soft["adapter_path"] != german["adapter_path"]
     assert json.loads((Path(soft["adapter_path"]) / MANIFEST).read_text())["hyperparameters"]["target_loss"] == "survey_distribution"
 

@@ -193,13 +193,13 @@ def test_native_prompt_option_uses_registry_text():
 
 def test_a_held_out_topic_never_appears_in_training_and_alignment_prompts_match_training():
     from culture_assets.evaluation.alignment import question_task
-    from culture_assets.training.training_set import build_fold_training_sets, topics
+    from culture_assets.training.training_set import HeldoutTopicSpec, build_fold_training_sets, topics
 
     folds = topics(QUESTIONS)
     assert len(folds) == 7
     # the config a user gives (a validation fraction) does not take questions out of a fold model's training
-    table = build_fold_training_sets(augmented_questions(), survey("german"), QUESTIONS, load_registry().get("german"),
-                                     TrainingSetSpec(validation_fraction=0.2), folds=[])
+    spec = HeldoutTopicSpec(validation_fraction=0.2)  # what the asset's config gives: the main spec and the folds
+    table = build_fold_training_sets(augmented_questions(), survey("german"), QUESTIONS, load_registry().get("german"), spec, spec.folds)
     assert table["fold"].unique(maintain_order=True).to_list() == folds
     for topic in folds:
         fold = table.filter(pl.col("fold") == topic)
