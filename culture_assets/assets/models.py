@@ -1,7 +1,7 @@
 """Models stage: one fine-tuned model per culture, CultureLLM-One on all cultures, and the ablation models."""
 
 import json
-from typing import Any
+from typing import Any, Callable
 
 import dagster as dg
 import polars as pl
@@ -63,17 +63,10 @@ def _pending_failure(pending: list[FineTuningPending]) -> dg.Failure:
     )
 
 
-def _fit_and_register(
-    context: dg.AssetExecutionContext,
-    trainer: TrainerResource,
-    warehouse: WarehouseResource,
-    table: pl.DataFrame,
-    culture: str,
-    variant: str,
-    system_prompt: str,
-) -> dg.Output:
+def _output(fit: Callable[[], tuple[ModelRecord, dict[str, Any]]]) -> dg.Output:
+    """The model `fit` trains, as the asset's output; a failure naming the API job while it runs."""
     try:
-        record, metadata = _fit(context, trainer, warehouse, table, culture, variant, system_prompt)
+        record, metadata = fit()
     except FineTuningPending as pending:
         raise _pending_failure([pending]) from pending
     return dg.Output(record, metadata=metadata)
@@ -95,7 +88,7 @@ def culture_model(
     context: dg.AssetExecutionContext, training_set: pl.DataFrame, trainer: TrainerResource, warehouse: WarehouseResource
 ):
     culture = load_registry().get(context.partition_key)
-    output = _fit_and_register(context, trainer, warehouse, training_set, culture.key, "default", _system_prompt(training_set))
+    output = _output(lambda: _fit(context, trainer, warehouse, training_set, culture.key, "default", _system_prompt(training_set)))
     yield output
     yield training_fit_check(output.value, training_set)
 
@@ -110,7 +103,7 @@ def culturellm_one(
     context: dg.AssetExecutionContext, training_set: dict[str, pl.DataFrame], trainer: TrainerResource, warehouse: WarehouseResource
 ) -> dg.Output:
     table = pl.concat([training_set[key] for key in sorted(training_set)], how="vertical")
-    output = _fit_and_register(context, trainer, warehouse, table, "all", "default", "")
+    output = _output(lambda: _fit(context, trainer, warehouse, table, "all", "default", ""))
     # each culture is trained (and so should be prompted) with its own system prompt
     prompts = {key: _system_prompt(training_set[key]) for key in sorted(training_set)}
     return dg.Output(output.value.model_copy(update={"system_prompts": prompts}), metadata=output.metadata)
@@ -131,9 +124,9 @@ def ablation_model(
         steps = fixed_optimizer_steps(seeds, trainer.batch_size * trainer.gradient_accumulation_steps, trainer.epochs)
         context.log.info(f"{keys['variant']}: {steps} optimiser steps, the same for every size")
         trainer = trainer.model_copy(update={"max_steps": steps})
-    return _fit_and_register(
+    return _output(lambda: _fit(
         context, trainer, warehouse, ablation_training_set, keys["culture"], keys["variant"], _system_prompt(ablation_training_set)
-    )
+    ))
 
 
 @dg.asset(
