@@ -37,13 +37,14 @@ import socket
 import tarfile
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Iterable
 
 from culture_assets.evaluation.download import EVAL_DATA_URL_ENV
 from culture_assets.evaluation.manifest import MANIFESTS_ENV, default_manifests_dir, load_manifests
 from culture_assets_tests.evaluation_fixtures import offensive_rows, write_dataset
+from culture_assets_tests.local_http import LocalHTTPServer
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 DEFAULT_TOP = f"CultureLLM-{COMMIT}"
@@ -117,8 +118,7 @@ class EvalArchiveServer:
     body: bytes = b""
     body_bytes_sent: int = 0
     requests: list[tuple[str, str | None, int]] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = None
-    _thread: threading.Thread | None = None
+    _http: LocalHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -126,8 +126,8 @@ class EvalArchiveServer:
 
     @property
     def url(self) -> str:
-        assert self._server is not None, "start() the server first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}/Scarelette/CultureLLM/archive/{COMMIT}.tar.gz"
+        assert self._http is not None, "start() the server first"
+        return f"http://127.0.0.1:{self._http.port}/Scarelette/CultureLLM/archive/{COMMIT}.tar.gz"
 
     @property
     def manifests_dir(self) -> Path:
@@ -141,20 +141,13 @@ class EvalArchiveServer:
         return {EVAL_DATA_URL_ENV: self.url, MANIFESTS_ENV: str(self.manifests_dir)}
 
     def start(self) -> "EvalArchiveServer":
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="eval-archive-server", daemon=True)
-        self._thread.start()
+        self._http = LocalHTTPServer(_handler_for(self), "eval-archive-server")
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        if self._http is not None:
+            self._http.close()
+            self._http = None
 
     def __enter__(self) -> "EvalArchiveServer":
         return self.start()

@@ -14,8 +14,10 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable
+
+from culture_assets_tests.local_http import LocalHTTPServer
 
 Handler = Callable[[dict[str, Any], re.Match[str]], tuple[int, dict[str, Any]]]
 
@@ -46,8 +48,7 @@ class FakeOpenAI:
         # when set and the request asks for logprobs: the first answer token's alternatives (token -> log-probability)
         self.chat_top_logprobs: Callable[[dict[str, Any]], dict[str, float]] | None = None
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._http: LocalHTTPServer | None = None
         self.route("POST", r"/v1/chat/completions")(self._chat_completion)
 
     # --- configuration -------------------------------------------------------------------
@@ -67,8 +68,8 @@ class FakeOpenAI:
 
     @property
     def base_url(self) -> str:
-        assert self._server is not None, "start() the server first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        assert self._http is not None, "start() the server first"
+        return f"http://127.0.0.1:{self._http.port}/v1"
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> "FakeOpenAI":
@@ -106,17 +107,13 @@ class FakeOpenAI:
             def do_DELETE(self) -> None:
                 self._serve("DELETE")
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._http = LocalHTTPServer(_Handler, "fake-openai")
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        if self._http is not None:
+            self._http.close()
+            self._http = None
 
     def __enter__(self) -> "FakeOpenAI":
         return self.start()

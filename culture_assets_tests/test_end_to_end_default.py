@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -82,7 +82,8 @@ def graphql(url: str, query: str, variables: dict | None = None) -> dict:
     return payload["data"]
 
 
-def run_and_check(env: dict[str, str], home: Path) -> None:
+def run_and_check(env: dict[str, str], home: Path, check_in_ui: Callable[[str], None] | None = None) -> None:
+    """The run and what every case checks; `check_in_ui(url)` adds a case's own GraphQL checks on the same server."""
     started = time.monotonic()
     result = subprocess.run([CLI, "run", "--limit", "10"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     print(f"culture-assets run --limit 10: {time.monotonic() - started:.0f}s")
@@ -113,6 +114,8 @@ def run_and_check(env: dict[str, str], home: Path) -> None:
             time.sleep(2)
             status = graphql(server.url, RUN_STATUS, {"id": child})["runOrError"]["status"]
         assert status == "SUCCESS"
+        if check_in_ui is not None:
+            check_in_ui(server.url)
 
 
 @pytest.mark.slow
@@ -128,11 +131,12 @@ def test_default_profile_end_to_end_with_an_openai_compatible_generator(default_
 def test_default_profile_end_to_end_with_the_local_generator(default_env):
     """The tiny random model under the default generator's name answers every request in schema (constrained decoding);
     its paraphrases mean nothing, so the coverage check warns and the culture models train on the seeds."""
+    def coverage_check_warned(url: str) -> None:
+        [node] = graphql(url, COVERAGE_CHECK)["assetNodes"]
+        check = next(c for c in node["assetChecksOrError"]["checks"] if c["name"] == "every_question_covered")["executionForLatestMaterialization"]
+        assert check["evaluation"]["severity"] == "WARN" and check["evaluation"]["success"] is False
+
     home = Path(default_env["CULTURE_ASSETS_HOME"])
-    run_and_check(default_env, home)
+    run_and_check(default_env, home, coverage_check_warned)
     lineage = Warehouse(home / "warehouse.duckdb").query("SELECT count(*) AS candidates, count(DISTINCT step) AS steps FROM sample_lineage WHERE step <> 'seed'")
     assert lineage["candidates"][0] > 0 and lineage["steps"][0] >= 2  # the local generator's replies reached the filter
-    with WorkspaceLauncher(ROOT, home / "logs" / "graphql.log") as server:
-        [node] = graphql(server.url, COVERAGE_CHECK)["assetNodes"]
-        check = next(c for c in node["assetChecksOrError"]["checks"] if c["name"] == "every_question_covered")["executionForLatestMaterialization"]
-    assert check["evaluation"]["severity"] == "WARN" and check["evaluation"]["success"] is False
